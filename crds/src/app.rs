@@ -1,0 +1,283 @@
+//! `App`: a deployable application and the runtime it needs.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+#[allow(unused_imports)] // used inside x_kube attributes
+use kube::core::{ListMerge, Rule as CelRule};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, EgressRule, EnvVar, Probes, Resources, RevisionRef, SecretEnv};
+
+/// An application: its container, how it is reached, the secrets and backend
+/// runtime it needs, and the promotion policy that moves it through stages.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "winky.dev",
+    version = "v1alpha1",
+    kind = "App",
+    namespaced,
+    status = "AppStatus",
+    shortname = "wapp",
+    category = "winky",
+    doc = "An application managed by Winky: its workload, network isolation, secrets, backend runtime and promotion through stages.",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", priority = "1"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Revision", type_ = "string", json_path = ".status.revision.id"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = CelRule::new("!has(self.env) || !has(self.secrets) || self.secrets.all(s, !self.env.exists(e, e.name == s.name))").message("a name cannot be both in env and in secrets"))]
+#[serde(rename_all = "camelCase")]
+pub struct AppSpec {
+    /// Container image. A tag is accepted; a digest (`name@sha256:…`) is what
+    /// gets promoted, so prefer one.
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    pub image: String,
+    /// TCP port the container listens on; the Service exposes the same port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Number of pods. A PodDisruptionBudget is created when more than one.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Entrypoint override; the image's entrypoint when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub command: Vec<String>,
+    /// Arguments to the entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub args: Vec<String>,
+    /// Plain environment variables, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 128))]
+    pub env: Vec<EnvVar>,
+    /// Environment variables whose values come from Vault or a Kubernetes Secret,
+    /// unique by name. Only references are stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 64))]
+    pub secrets: Vec<SecretEnv>,
+    /// CPU and memory limits of the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// HTTP health probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
+    /// Who may call the app. By default only pods of the same namespace.
+    #[serde(default)]
+    pub ingress: AppIngress,
+    /// Destinations the app may reach besides cluster DNS. Empty means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub egress: Vec<EgressRule>,
+    /// Backend runtime the platform provisions for the app: authentication,
+    /// data collections and storage buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<AppRuntime>,
+    /// Name of the cluster-scoped PromotionPolicy the app follows. Without one
+    /// the app runs in a single stage, its own namespace, with no gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub policy: Option<String>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Which callers the app's NetworkPolicy admits.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppIngress {
+    /// Admit traffic from anywhere, inside or outside the cluster.
+    #[serde(default)]
+    pub public: bool,
+    /// Also admit pods of these namespaces (by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    pub from_namespaces: Vec<String>,
+}
+
+/// What the backend runtime provisions for the app.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct AppRuntime {
+    /// End-user authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// Document collections, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 64))]
+    pub collections: Vec<Collection>,
+    /// Object storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// End-user authentication providers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct AuthSpec {
+    /// Sign-in methods offered to end users.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    pub providers: Vec<AuthProvider>,
+}
+
+/// A sign-in method.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthProvider {
+    /// Email and password, or email link.
+    Email,
+    /// Google accounts.
+    Google,
+    /// GitHub accounts.
+    Github,
+    /// Phone number with a one-time code.
+    Phone,
+    /// Anonymous sessions.
+    Anonymous,
+}
+
+/// A document collection and the shape of its documents.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct Collection {
+    /// Collection name, as used in rule paths (`/notes/{id}`).
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z][a-zA-Z0-9_]*$"))]
+    pub name: String,
+    /// Typed fields of each document, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 128))]
+    pub fields: Vec<Field>,
+}
+
+/// A typed document field.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Field {
+    /// Field name.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    pub name: String,
+    /// Field type.
+    #[serde(rename = "type")]
+    pub type_: FieldType,
+    /// Whether every document must carry the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+}
+
+/// The type of a document field.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// UTF-8 text.
+    #[default]
+    String,
+    /// A number.
+    Number,
+    /// true or false.
+    Boolean,
+    /// A point in time.
+    Timestamp,
+    /// A list of values.
+    Array,
+    /// A nested object.
+    Map,
+    /// A path to another document.
+    Reference,
+}
+
+/// Object storage buckets.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct StorageSpec {
+    /// Buckets, unique by name.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 32))]
+    pub buckets: Vec<Bucket>,
+}
+
+/// A storage bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    /// Bucket name.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
+    pub name: String,
+    /// Largest object accepted, as a quantity (`10Mi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = CelRule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("maxObjectSize must be a positive quantity such as 10Mi"))]
+    #[schemars(length(max = 32))]
+    pub max_object_size: Option<String>,
+}
+
+/// Observed state of an App, written by the operator only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, plus one condition per gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The revision the spec describes now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<RevisionRef>,
+    /// Where each stage stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
+    /// Summary of the last emulator run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<EmulatorSummary>,
+    /// In-cluster URL of the first stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Where one stage of an App stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    /// Stage name, from the PromotionPolicy (`default` without one).
+    pub name: String,
+    /// Namespace the stage runs in.
+    pub namespace: String,
+    /// Revision running in the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `Progressing`, `Available` or `Degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// In-cluster URL of the stage's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Ready replicas over desired, as `1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<String>,
+    /// When the stage reached its current revision (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// Result of the emulator checks of one revision.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmulatorSummary {
+    /// Revision the checks ran on.
+    pub revision: String,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// Number of checks run.
+    pub checks: u32,
+    /// Number of checks that failed.
+    pub failed: u32,
+    /// Per-kind counts, for example `{"rule-test": 4}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_kind: BTreeMap<String, u32>,
+}

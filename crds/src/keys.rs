@@ -1,0 +1,18 @@
+//! Well-known label and annotation keys that are part of the API contract.
+
+/// Label on every object the operator creates: the name of the owning App.
+pub const APP_LABEL: &str = "winky.dev/app";
+/// Label on every object the operator creates: the stage it belongs to.
+pub const STAGE_LABEL: &str = "winky.dev/stage";
+/// Label on every object the operator creates: which kind of Winky object owns it.
+pub const OWNER_KIND_LABEL: &str = "winky.dev/owner-kind";
+/// Standard `app.kubernetes.io/managed-by` label, always `winky-operator`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Standard `app.kubernetes.io/name` label.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Annotation set by a GitSource: the commit a resource was applied from.
+pub const GIT_COMMIT_ANNOTATION: &str = "winky.dev/git-commit";
+/// Annotation set by a GitSource: the pull request that merged the commit.
+pub const PULL_REQUEST_ANNOTATION: &str = "winky.dev/pull-request";
+/// Annotation on pod templates: the revision the pods run.
+pub const REVISION_ANNOTATION: &str = "winky.dev/revision";
