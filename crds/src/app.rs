@@ -274,10 +274,10 @@ pub struct EmulatorSummary {
     /// Whether every check passed.
     pub passed: bool,
     /// Number of checks run.
-    pub checks: u32,
+    pub checks: i32,
     /// Number of checks that failed.
-    pub failed: u32,
+    pub failed: i32,
     /// Per-kind counts, for example `{"rule-test": 4}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub by_kind: BTreeMap<String, u32>,
+    pub by_kind: BTreeMap<String, i32>,
 }

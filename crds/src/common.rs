@@ -123,14 +123,14 @@ pub struct RevisionRef {
     pub git_commit: Option<String>,
     /// Pull request that merged the commit, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<u64>,
+    pub pull_request: Option<i64>,
     /// Container image of the revision.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 512))]
     pub image: String,
 }
 
-/// Schema of a free-form JSON value: the apiserver keeps whatever is inside.
+/// Schema of a free-form JSON object: the apiserver keeps whatever is inside.
 pub fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
 }

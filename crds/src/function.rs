@@ -172,7 +172,7 @@ pub struct FunctionTest {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[x_kube(validation = CelRule::new("!(has(self.json) && has(self.text))").message("set at most one of input.json or input.text"))]
 pub struct FunctionInput {
-    /// A JSON document, serialized onto standard input.
+    /// A JSON object, serialized onto standard input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::common::any_json")]
     pub json: Option<serde_json::Value>,
@@ -231,7 +231,7 @@ pub struct FunctionEmulatorResult {
     /// Whether every case passed.
     pub passed: bool,
     /// Cases passed.
-    pub cases_passed: u32,
+    pub cases_passed: i32,
     /// Cases failed.
-    pub cases_failed: u32,
+    pub cases_failed: i32,
 }

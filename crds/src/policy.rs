@@ -136,7 +136,7 @@ pub struct Gates {
 pub struct ApprovalGate {
     /// Number of distinct eligible approvers.
     #[schemars(range(min = 1, max = 10))]
-    pub count: u32,
+    pub count: i32,
     /// CEL expression deciding whether an approval counts. It sees `approver`
     /// (`login`, `isAgent`), `pr` (`author`, `number`) and `policy`
     /// (`approvers`). The pull-request author and agents never count,

@@ -113,10 +113,10 @@ pub struct GateResult {
     pub evidence: Option<String>,
     /// Approvals counted so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub have: Option<u32>,
+    pub have: Option<i32>,
     /// Approvals needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub need: Option<u32>,
+    pub need: Option<i32>,
     /// Measured values, such as `availability: "99.93"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub readings: BTreeMap<String, String>,

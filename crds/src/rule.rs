@@ -195,9 +195,9 @@ pub struct RuleStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct RuleTestSummary {
     /// Cases that reached the expected decision.
-    pub passed: u32,
+    pub passed: i32,
     /// Cases that did not.
-    pub failed: u32,
+    pub failed: i32,
     /// Per-case results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<RuleTestResult>,

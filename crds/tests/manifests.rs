@@ -54,3 +54,17 @@ fn every_schema_property_has_a_description() {
     }
     assert!(missing.is_empty(), "fields without a description (kubectl explain would be empty): {missing:#?}");
 }
+
+#[test]
+fn schemas_use_only_formats_the_apiserver_knows() {
+    // The apiserver warns about (and ignores) formats it does not know, such as
+    // uint32: the bound would silently not apply.
+    let known = ["int32", "int64", "double", "float", "date-time", "byte", "date"];
+    for crd in winky_crds::crds() {
+        let text = serde_json::to_string(&crd).unwrap();
+        for part in text.split("\"format\":\"").skip(1) {
+            let format = part.split('"').next().unwrap();
+            assert!(known.contains(&format), "{}: unknown format {format}", crd.spec.names.kind);
+        }
+    }
+}

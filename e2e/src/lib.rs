@@ -1,1 +1,30 @@
+//! The local test environment: a real etcd, kube-apiserver and
+//! kube-controller-manager on free loopback ports, with the Winky CRDs installed.
+//!
+//! ```text
+//!   etcd ◀── kube-apiserver ◀── kube-controller-manager (garbage collection,
+//!                 ▲                                      Deployments → Pods)
+//!                 └── tests / operator (kube::Client, kubectl --kubeconfig)
+//! ```
+//!
+//! One control plane serves a whole test binary ([`ControlPlane::shared`]); each
+//! test works in its own labelled namespace ([`ControlPlane::namespace`]). Every
+//! component's log is kept under `target/e2e/<run>/` and the path is printed, so a
+//! failing test leaves evidence behind.
 
+mod certs;
+mod controlplane;
+mod process;
+
+pub use controlplane::{ControlPlane, TestNamespace};
+pub use process::Component;
+
+use std::path::PathBuf;
+
+/// Root of the workspace (the directory holding `Cargo.toml` and `crds/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ lives inside the workspace")
+        .to_path_buf()
+}
