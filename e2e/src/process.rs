@@ -20,7 +20,7 @@ const LIFELINE: &str = r#"
 exec 3<&0
 "$@" </dev/null 3<&- &
 child=$!
-{ read -r _ <&3; kill "$child" 2>/dev/null; } &
+{ read -r _ <&3; kill "$child" 2>/dev/null; sleep 5; kill -9 "$child" 2>/dev/null; } &
 watcher=$!
 exec 3<&-
 wait "$child"
