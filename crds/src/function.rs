@@ -1,8 +1,8 @@
 //! `Function`: a unit of backend code that belongs to an App.
 
-use kube::{CustomResource, KubeSchema};
 #[allow(unused_imports)] // used inside x_kube attributes
 use kube::core::{ListMerge, Rule as CelRule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +22,21 @@ use crate::common::{Condition, EgressRule, EnvVar, SecretEnv};
     doc = "A function of an App, triggered by HTTP, a schedule or document events, run in a hardened sandbox.",
     printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
     printcolumn(name = "Memory", type_ = "string", json_path = ".spec.memory"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Emulator", type_ = "string", json_path = ".status.emulator.passed"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Emulator",
+        type_ = "string",
+        json_path = ".status.emulator.passed"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionSpec {
@@ -110,7 +122,10 @@ pub struct Trigger {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct HttpTrigger {
     /// Path prefix routed to the function, for example `/api/resize`.
-    #[schemars(length(min = 1, max = 256), regex(pattern = r"^/[A-Za-z0-9_.~/{}\-]*$"))]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^/[A-Za-z0-9_.~/{}\-]*$")
+    )]
     pub path: String,
 }
 
@@ -118,7 +133,12 @@ pub struct HttpTrigger {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ScheduleTrigger {
     /// Five-field cron expression (`*/5 * * * *`) or a macro such as `@hourly`.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(
+            pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+        )
+    )]
     pub cron: String,
 }
 

@@ -1,8 +1,8 @@
 //! `GitSource`: a git repository whose protected branch is applied to the cluster.
 
-use kube::{CustomResource, KubeSchema};
 #[allow(unused_imports)] // used inside x_kube attributes
 use kube::core::{ListMerge, Rule as CelRule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +23,29 @@ use crate::common::{Condition, LocalSecretRef, SecretKeyRef};
     doc = "A git repository whose protected branch is applied to the cluster with server-side apply, pruning what was removed.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(name = "Branch", type_ = "string", json_path = ".spec.branch"),
-    printcolumn(name = "Commit", type_ = "string", json_path = ".status.lastAppliedCommit"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Commit",
+        type_ = "string",
+        json_path = ".status.lastAppliedCommit"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitSourceSpec {
     /// Repository URL: `https://`, `ssh://`, `git://` or `file://`.
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^(https?|ssh|git|file)://\S+$"))]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^(https?|ssh|git|file)://\S+$")
+    )]
     pub url: String,
     /// The protected branch. Nothing else is ever applied.
     #[serde(default = "default_branch")]
@@ -148,7 +163,9 @@ pub struct GitSourceStatus {
 }
 
 /// An object applied from a repository.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryEntry {
     /// apiVersion of the object.

@@ -1,8 +1,8 @@
 //! `PromotionPolicy`: the stages an App moves through and the gates between them.
 
-use kube::{CustomResource, KubeSchema};
 #[allow(unused_imports)] // used inside x_kube attributes
 use kube::core::{ListMerge, Rule as CelRule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,11 @@ use serde::{Deserialize, Serialize};
     category = "winky",
     doc = "Stages an App is promoted through, the gates of each (emulator, approvals, SLOs, soak) and rollback on breach.",
     printcolumn(name = "Stages", type_ = "string", json_path = ".spec.stages[*].name"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionPolicySpec {
@@ -99,7 +103,10 @@ pub struct Stage {
     /// Namespace the stage runs in; `{app.namespace}` and `{app.name}` are
     /// substituted. The App's own namespace when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^([a-z0-9-]|\{app\.(namespace|name)\})+$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^([a-z0-9-]|\{app\.(namespace|name)\})+$")
+    )]
     pub namespace: Option<String>,
     /// Promote as soon as the gates hold, without a `/promote` command.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use kube::{CustomResource, KubeSchema};
 #[allow(unused_imports)] // used inside x_kube attributes
 use kube::core::{ListMerge, Rule as CelRule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +25,16 @@ use crate::common::Condition;
     printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
     printcolumn(name = "Passed", type_ = "integer", json_path = ".status.tests.passed"),
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.tests.failed"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSpec {
@@ -51,7 +59,10 @@ pub struct MatchRule {
     /// Document path pattern: segments separated by `/`, `{name}` binds one
     /// segment to a variable usable in conditions, `{name=**}` binds the rest.
     #[serde(rename = "match")]
-    #[schemars(length(min = 2, max = 512), regex(pattern = r"^(/([A-Za-z0-9_\-]+|\{[A-Za-z_][A-Za-z0-9_]*(=\*\*)?\}))+$"))]
+    #[schemars(
+        length(min = 2, max = 512),
+        regex(pattern = r"^(/([A-Za-z0-9_\-]+|\{[A-Za-z_][A-Za-z0-9_]*(=\*\*)?\}))+$")
+    )]
     pub match_: String,
     /// CEL conditions per operation. An operation without a condition is denied.
     #[x_kube(validation = CelRule::new("has(self.read) || has(self.write) || has(self.get) || has(self.list) || has(self.create) || has(self.update) || has(self.delete)").message("allow needs at least one operation"))]

@@ -18,8 +18,13 @@ pub(crate) fn generate(dir: &Path) -> Result<Certs> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.distinguished_name.push(DnType::CommonName, "winky-e2e-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, "winky-e2e-ca");
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
@@ -30,7 +35,9 @@ pub(crate) fn generate(dir: &Path) -> Result<Certs> {
         "kubernetes".to_string(),
         "kubernetes.default.svc".to_string(),
     ])?;
-    server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
     let sa_key = KeyPair::generate()?;
@@ -40,5 +47,7 @@ pub(crate) fn generate(dir: &Path) -> Result<Certs> {
     std::fs::write(dir.join("sa.key"), sa_key.serialize_pem())?;
     // kube-apiserver reads verification keys as public keys, not PKCS#8.
     std::fs::write(dir.join("sa.pub"), sa_key.public_key_pem())?;
-    Ok(Certs { ca_pem: ca_cert.pem() })
+    Ok(Certs {
+        ca_pem: ca_cert.pem(),
+    })
 }

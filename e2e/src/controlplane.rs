@@ -56,20 +56,27 @@ impl ControlPlane {
         let dir = root.join(format!("{label}-{stamp}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize()?;
-        eprintln!("winky-e2e: control plane files and logs in {}", dir.display());
+        eprintln!(
+            "winky-e2e: control plane files and logs in {}",
+            dir.display()
+        );
 
         let bin = kubernetes_bin_dir()?;
         let etcd = etcd_bin_vendored::etcd_bin_path()
             .map_err(|e| anyhow!("etcd-bin-vendored has no etcd for this machine: {e:?}"))?;
         let certs = certs::generate(&dir.join("certs"))?;
         let token = format!("winky-e2e-{stamp:x}");
-        std::fs::write(dir.join("tokens.csv"), format!("{token},admin,admin,\"system:masters\"\n"))?;
+        std::fs::write(
+            dir.join("tokens.csv"),
+            format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
 
         let mut components = Vec::new();
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
-        let etcd_data = std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}", std::process::id()));
+        let etcd_data =
+            std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}", std::process::id()));
         components.push(Component::spawn(
             "etcd",
             etcd,
@@ -100,12 +107,18 @@ impl ControlPlane {
                 "--advertise-address=127.0.0.1".into(),
                 format!("--secure-port={api_port}"),
                 format!("--tls-cert-file={}", c.join("apiserver.crt").display()),
-                format!("--tls-private-key-file={}", c.join("apiserver.key").display()),
+                format!(
+                    "--tls-private-key-file={}",
+                    c.join("apiserver.key").display()
+                ),
                 format!("--client-ca-file={}", c.join("ca.crt").display()),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
                 format!("--service-account-key-file={}", c.join("sa.pub").display()),
-                format!("--service-account-signing-key-file={}", c.join("sa.key").display()),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    c.join("sa.key").display()
+                ),
                 "--authorization-mode=RBAC".into(),
                 format!("--token-auth-file={}", dir.join("tokens.csv").display()),
                 "--allow-privileged=true".into(),
@@ -118,7 +131,10 @@ impl ControlPlane {
         )?);
 
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, render_kubeconfig(&server, &certs.ca_pem, &token))?;
+        std::fs::write(
+            &kubeconfig,
+            render_kubeconfig(&server, &certs.ca_pem, &token),
+        )?;
         let kubectl = bin.join("kubectl");
         let mut cp = ControlPlane {
             dir,
@@ -142,7 +158,10 @@ impl ControlPlane {
                 "--leader-elect=false".into(),
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={cm_port}"),
-                format!("--service-account-private-key-file={}", c.join("sa.key").display()),
+                format!(
+                    "--service-account-private-key-file={}",
+                    c.join("sa.key").display()
+                ),
                 format!("--root-ca-file={}", c.join("ca.crt").display()),
                 "--concurrent-gc-syncs=5".into(),
                 "--v=1".into(),
@@ -186,13 +205,17 @@ impl ControlPlane {
     /// bound to the runtime it was created on.
     pub async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
     /// `kubectl --kubeconfig <this> args…`: its output, or an error with stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = self.kubectl_command(args).output().context("running kubectl")?;
+        let out = self
+            .kubectl_command(args)
+            .output()
+            .context("running kubectl")?;
         if !out.status.success() {
             bail!(
                 "kubectl {} failed: {}",
@@ -272,7 +295,13 @@ impl ControlPlane {
     fn install_crds(&self) -> Result<()> {
         let manifests = workspace_root().join("crds/manifests");
         let dir = manifests.display().to_string();
-        self.kubectl(&["apply", "--server-side", "--field-manager=winky-e2e", "-f", &dir])?;
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=winky-e2e",
+            "-f",
+            &dir,
+        ])?;
         self.kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -305,7 +334,9 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -326,7 +357,11 @@ impl Drop for TestNamespace {
                 .output();
             if let Ok(out) = out {
                 let _ = std::fs::write(&path, [out.stdout, out.stderr].concat());
-                eprintln!("winky-e2e: state of namespace {} written to {}", self.name, path.display());
+                eprintln!(
+                    "winky-e2e: state of namespace {} written to {}",
+                    self.name,
+                    path.display()
+                );
             }
             return;
         }

@@ -6,7 +6,9 @@ use winky_e2e::ControlPlane;
 #[test]
 fn serves_every_winky_kind_in_the_winky_category() {
     let cp = ControlPlane::shared();
-    let out = cp.kubectl(&["api-resources", "--api-group=winky.dev", "-o", "name"]).unwrap();
+    let out = cp
+        .kubectl(&["api-resources", "--api-group=winky.dev", "-o", "name"])
+        .unwrap();
     let mut kinds: Vec<&str> = out.lines().collect();
     kinds.sort();
     assert_eq!(
@@ -20,7 +22,9 @@ fn serves_every_winky_kind_in_the_winky_category() {
             "rules.winky.dev"
         ]
     );
-    let listed = cp.kubectl(&["get", "winky", "-A"]).unwrap_or_else(|e| panic!("{e:#}"));
+    let listed = cp
+        .kubectl(&["get", "winky", "-A"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(!listed.contains("error"), "{listed}");
 }
 
@@ -29,7 +33,9 @@ fn kubectl_explain_teaches_the_fields() {
     let cp = ControlPlane::shared();
     let out = cp.kubectl(&["explain", "app.spec.replicas"]).unwrap();
     assert!(out.contains("PodDisruptionBudget"), "{out}");
-    let out = cp.kubectl(&["explain", "promotionpolicy.spec.agents.branchPattern"]).unwrap();
+    let out = cp
+        .kubectl(&["explain", "promotionpolicy.spec.agents.branchPattern"])
+        .unwrap();
     assert!(out.contains("winky/"), "{out}");
 }
 
@@ -38,7 +44,13 @@ fn server_side_dry_run_accepts_the_crds() {
     let cp = ControlPlane::shared();
     let dir = winky_e2e::workspace_root().join("crds/manifests");
     let out = cp
-        .kubectl(&["apply", "--dry-run=server", "--server-side", "-f", &dir.display().to_string()])
+        .kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "--server-side",
+            "-f",
+            &dir.display().to_string(),
+        ])
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(out.lines().count(), 6, "{out}");
 }

@@ -1,1 +1,31 @@
+//! The Winky operator.
+//!
+//! ```text
+//!             ┌──────────── watches (reflector caches) ────────────┐
+//!   App ──▶ app::reconcile: dereference → validate → build → apply → status
+//!                                              │          │         │
+//!                         Deployment, Service, ┘          │         └─ conditions, Events
+//!                         ServiceAccount, ConfigMap,      └─ server-side apply,
+//!                         NetworkPolicy, PDB                 prune by label
+//! ```
+//!
+//! Every module owns one step: [`app`] the App controller, [`apply`] the
+//! shared server-side apply and prune machinery, [`conditions`] the
+//! `metav1.Condition` bookkeeping, [`leader`] Lease-based leader election,
+//! [`metrics`] and [`http`] the operational endpoints.
 
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "winky-operator";
+/// Value of `app.kubernetes.io/managed-by` on everything the operator creates.
+pub const MANAGED_BY: &str = "winky-operator";

@@ -1,0 +1,216 @@
+//! Wiring: caches, the App controller, leader election and shutdown.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use winky_crds::keys::MANAGED_BY_LABEL;
+use winky_crds::{App, PromotionPolicy};
+
+use crate::context::{Context, Settings, Stores};
+use crate::http::Health;
+use crate::leader::{self, LeaderConfig};
+use crate::{MANAGED_BY, app};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    /// Most concurrent reconciles (0: unlimited).
+    pub concurrency: u16,
+    /// What the operator can provide.
+    pub settings: Settings,
+    /// Leader election, or none when exactly one replica runs.
+    pub leader: Option<LeaderConfig>,
+    /// Name in Events (`reportingController`'s instance).
+    pub identity: String,
+}
+
+/// Runs the controllers until `shutdown` resolves (then returns `Ok`) or
+/// leadership is lost (then returns the error, and the process should exit).
+pub async fn run(
+    client: Client,
+    options: Options,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let version = client.apiserver_version().await?;
+    info!(apiserver = %version.git_version, namespace = options.namespace.as_deref().unwrap_or("<all>"), "connected");
+    // A follower is healthy and ready too: it only waits for the Lease.
+    health.ready.store(true, Ordering::Relaxed);
+
+    let mut shutdown = Box::pin(shutdown);
+    if let Some(config) = &options.leader {
+        tokio::select! {
+            _ = leader::acquire(&client, config) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        health.metrics.leader.set(1);
+    }
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stop = async move {
+        let _ = stop_rx.changed().await;
+    };
+    let controller = app_controller(client.clone(), options.clone(), health.clone(), stop);
+    let mut controller = tokio::spawn(controller);
+
+    let lost = async {
+        match &options.leader {
+            Some(config) => leader::hold(&client, config).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = &mut shutdown => Ok(()),
+        lost = lost => Err(anyhow::Error::new(lost)),
+        ended = &mut controller => Err(anyhow::anyhow!("the App controller stopped unexpectedly: {ended:?}")),
+    };
+    let _ = stop_tx.send(true);
+    let _ = controller.await;
+    health.metrics.leader.set(0);
+    if let (Some(config), Ok(())) = (&options.leader, &outcome) {
+        leader::release(&client, config).await;
+    }
+    outcome
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cache of the objects of kind `K` the operator manages, and the stream of
+/// their changes that drives it (and triggers the owning App).
+fn managed_children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let stream = watcher(scoped::<K>(client, namespace), config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+async fn app_controller(
+    client: Client,
+    options: Options,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = options.namespace.as_deref();
+    let (deployments, deployment_events) = managed_children::<Deployment>(&client, ns);
+    let (services, service_events) = managed_children::<Service>(&client, ns);
+    let (service_accounts, service_account_events) =
+        managed_children::<ServiceAccount>(&client, ns);
+    let (config_maps, config_map_events) = managed_children::<ConfigMap>(&client, ns);
+    let (network_policies, network_policy_events) = managed_children::<NetworkPolicy>(&client, ns);
+    let (pod_disruption_budgets, pdb_events) = managed_children::<PodDisruptionBudget>(&client, ns);
+    let (policies, policy_writer) = reflector::store::<PromotionPolicy>();
+    let policy_events = watcher(
+        Api::<PromotionPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(policy_writer)
+    .touched_objects();
+
+    let controller = Controller::new(
+        scoped::<App>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(controller::Config::default().concurrency(options.concurrency));
+    let apps = controller.store();
+    let apps_of_policy = apps.clone();
+    let controller = controller
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(service_account_events)
+        .owns_stream(config_map_events)
+        .owns_stream(network_policy_events)
+        .owns_stream(pdb_events)
+        .watches_stream(policy_events, move |policy: PromotionPolicy| {
+            let name = policy.name_any();
+            apps_of_policy
+                .state()
+                .into_iter()
+                .filter(|a| a.spec.policy.as_deref() == Some(name.as_str()))
+                .map(|a| ObjectRef::from_obj(&*a))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stop);
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "winky-operator".into(),
+                instance: Some(options.identity.clone()),
+            },
+        ),
+        client,
+        metrics: health.metrics.clone(),
+        settings: options.settings.clone(),
+        stores: Stores {
+            apps,
+            policies,
+            deployments,
+            services,
+            service_accounts,
+            config_maps,
+            network_policies,
+            pod_disruption_budgets,
+        },
+        failures: Mutex::new(HashMap::new()),
+    });
+    info!("App controller started");
+    controller
+        .run(app::reconcile, app::error_policy, ctx)
+        .for_each(|result| async move {
+            // Reconcile errors are logged by the error policy; these are the others.
+            if let Err(e) = result
+                && !matches!(e, controller::Error::ReconcilerFailed(..))
+            {
+                warn!(error = %e, "App controller");
+            }
+        })
+        .await;
+    info!("App controller stopped");
+}
