@@ -229,7 +229,13 @@ impl ControlPlane {
     /// A `kubectl` command bound to this control plane, for callers that need stdin.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.kubectl);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        // Ports are reused across runs: a shared discovery cache would answer
+        // for an earlier control plane without the Winky CRDs.
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kubectl-cache"))
+            .args(args);
         cmd
     }
 
@@ -351,18 +357,30 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let path = self.dump_to.join(format!("{}.yaml", self.name));
-            let out = Command::new(self.kubectl.get_program())
-                .args(self.kubectl.get_args())
-                .args(["get", "winky,all,configmaps,networkpolicies,poddisruptionbudgets,serviceaccounts,events,leases", "-n", &self.name, "-o", "yaml"])
-                .output();
-            if let Ok(out) = out {
-                let _ = std::fs::write(&path, [out.stdout, out.stderr].concat());
-                eprintln!(
-                    "winky-e2e: state of namespace {} written to {}",
-                    self.name,
-                    path.display()
-                );
+            // Categories cannot be mixed with other types in one `kubectl get`.
+            let kinds = [
+                "winky",
+                "all,configmaps,networkpolicies,poddisruptionbudgets,serviceaccounts,leases",
+                "events",
+            ];
+            let mut dump = Vec::new();
+            for kind in kinds {
+                let out = Command::new(self.kubectl.get_program())
+                    .args(self.kubectl.get_args())
+                    .args(["get", kind, "-n", &self.name, "-o", "yaml"])
+                    .output();
+                if let Ok(out) = out {
+                    dump.extend(out.stdout);
+                    dump.extend(out.stderr);
+                    dump.extend(b"---\n");
+                }
             }
+            let _ = std::fs::write(&path, dump);
+            eprintln!(
+                "winky-e2e: state of namespace {} written to {}",
+                self.name,
+                path.display()
+            );
             return;
         }
         let api: Api<Namespace> = Api::all(self.client.clone());

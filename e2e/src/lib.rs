@@ -14,9 +14,11 @@
 
 mod certs;
 mod controlplane;
+mod operator;
 mod process;
 
 pub use controlplane::{ControlPlane, TestNamespace};
+pub use operator::{InProcessOperator, metric_value, operator_binary};
 pub use process::Component;
 
 use std::path::PathBuf;

@@ -28,6 +28,9 @@ use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::{MANAGED_BY, app};
 
+/// How long running reconciles get to finish at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -84,7 +87,16 @@ pub async fn run(
         ended = &mut controller => Err(anyhow::anyhow!("the App controller stopped unexpectedly: {ended:?}")),
     };
     let _ = stop_tx.send(true);
-    let _ = controller.await;
+    // A graceful shutdown lets running reconciles finish. It can wait forever
+    // when it starts before the caches have listed (observed with kube-runtime
+    // 5.0), so it gets a deadline after which the controller is aborted.
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut controller)
+        .await
+        .is_err()
+    {
+        warn!(grace = ?SHUTDOWN_GRACE, "the App controller did not stop in time; aborting it");
+        controller.abort();
+    }
     health.metrics.leader.set(0);
     if let (Some(config), Ok(())) = (&options.leader, &outcome) {
         leader::release(&client, config).await;

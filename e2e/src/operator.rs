@@ -1,0 +1,102 @@
+//! Running the operator against the local control plane: in-process (one
+//! instance per test namespace) or as the real `winky-operator` binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use kube::Client;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use winky_operator::http::Health;
+use winky_operator::leader::LeaderConfig;
+use winky_operator::run::{Options, run};
+
+use crate::workspace_root;
+
+/// An operator running in this process, watching one namespace.
+#[derive(Debug)]
+pub struct InProcessOperator {
+    /// Its health and metrics.
+    pub health: Arc<Health>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcessOperator {
+    /// Starts an operator for `namespace`, electing a leader through a Lease there.
+    pub fn start(client: Client, namespace: &str, identity: &str) -> Self {
+        let health = Arc::new(Health::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = Options {
+            namespace: Some(namespace.to_string()),
+            concurrency: 4,
+            settings: Default::default(),
+            leader: Some(LeaderConfig::new(namespace, identity)),
+            identity: identity.to_string(),
+        };
+        let task = tokio::spawn(run(client, options, health.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            health,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the operator and waits for it (its Lease is released).
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// Value of a counter or gauge sample in the metrics exposition, 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.health.metrics.encode(), sample)
+    }
+}
+
+impl Drop for InProcessOperator {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The value of the sample whose name and labels are exactly `sample`.
+pub fn metric_value(exposition: &str, sample: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Path of the `winky-operator` binary built next to the test binary.
+pub fn operator_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/winky-operator
+    let profile_dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from);
+    let candidates = [
+        profile_dir.map(|d| d.join("winky-operator")),
+        Some(workspace_root().join("target/debug/winky-operator")),
+    ];
+    for path in candidates.into_iter().flatten() {
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!(
+        "the winky-operator binary is not built: run `cargo build -p winky-operator` (make test does)"
+    )
+}
