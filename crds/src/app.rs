@@ -22,12 +22,7 @@ use crate::common::{Condition, EgressRule, EnvVar, Probes, Resources, RevisionRe
     shortname = "wapp",
     category = "winky",
     doc = "An application managed by Winky: its workload, network isolation, secrets, backend runtime and promotion through stages.",
-    printcolumn(
-        name = "Image",
-        type_ = "string",
-        json_path = ".spec.image",
-        priority = "1"
-    ),
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", priority = "1"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Revision", type_ = "string", json_path = ".status.revision.id"),
     printcolumn(
@@ -40,11 +35,7 @@ use crate::common::{Condition, EgressRule, EnvVar, Probes, Resources, RevisionRe
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = CelRule::new("!has(self.env) || !has(self.secrets) || self.secrets.all(s, !self.env.exists(e, e.name == s.name))").message("a name cannot be both in env and in secrets"))]
 #[serde(rename_all = "camelCase")]
@@ -146,9 +137,7 @@ pub struct AuthSpec {
 }
 
 /// A sign-in method.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthProvider {
     /// Email and password, or email link.
@@ -180,10 +169,7 @@ pub struct Collection {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct Field {
     /// Field name.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$"))]
     pub name: String,
     /// Field type.
     #[serde(rename = "type")]

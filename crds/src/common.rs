@@ -12,10 +12,7 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct EnvVar {
     /// Variable name, as a C identifier (`LOG_LEVEL`).
-    #[schemars(
-        length(min = 1, max = 128),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
     /// Literal value.
     #[serde(default)]
@@ -30,10 +27,7 @@ pub struct EnvVar {
 #[x_kube(validation = CelRule::new("has(self.vault) != has(self.secretKeyRef)").message("set exactly one of vault or secretKeyRef"))]
 pub struct SecretEnv {
     /// Variable name the value is exposed under.
-    #[schemars(
-        length(min = 1, max = 128),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
     /// A key of a Vault (or OpenBao) KV secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

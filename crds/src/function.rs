@@ -27,16 +27,8 @@ use crate::common::{Condition, EgressRule, EnvVar, SecretEnv};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(
-        name = "Emulator",
-        type_ = "string",
-        json_path = ".status.emulator.passed"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Emulator", type_ = "string", json_path = ".status.emulator.passed"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionSpec {
@@ -122,10 +114,7 @@ pub struct Trigger {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct HttpTrigger {
     /// Path prefix routed to the function, for example `/api/resize`.
-    #[schemars(
-        length(min = 1, max = 256),
-        regex(pattern = r"^/[A-Za-z0-9_.~/{}\-]*$")
-    )]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^/[A-Za-z0-9_.~/{}\-]*$"))]
     pub path: String,
 }
 
@@ -135,9 +124,7 @@ pub struct ScheduleTrigger {
     /// Five-field cron expression (`*/5 * * * *`) or a macro such as `@hourly`.
     #[schemars(
         length(min = 1, max = 128),
-        regex(
-            pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
-        )
+        regex(pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
     )]
     pub cron: String,
 }

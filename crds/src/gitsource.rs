@@ -23,21 +23,13 @@ use crate::common::{Condition, LocalSecretRef, SecretKeyRef};
     doc = "A git repository whose protected branch is applied to the cluster with server-side apply, pruning what was removed.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(name = "Branch", type_ = "string", json_path = ".spec.branch"),
-    printcolumn(
-        name = "Commit",
-        type_ = "string",
-        json_path = ".status.lastAppliedCommit"
-    ),
+    printcolumn(name = "Commit", type_ = "string", json_path = ".status.lastAppliedCommit"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitSourceSpec {
@@ -163,9 +155,7 @@ pub struct GitSourceStatus {
 }
 
 /// An object applied from a repository.
-#[derive(
-    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryEntry {
     /// apiVersion of the object.

@@ -18,11 +18,7 @@ use serde::{Deserialize, Serialize};
     category = "winky",
     doc = "Stages an App is promoted through, the gates of each (emulator, approvals, SLOs, soak) and rollback on breach.",
     printcolumn(name = "Stages", type_ = "string", json_path = ".spec.stages[*].name"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionPolicySpec {

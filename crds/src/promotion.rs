@@ -27,11 +27,7 @@ use crate::common::{Condition, RevisionRef};
     printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Revision", type_ = "string", json_path = ".spec.revision.id"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = CelRule::new("self == oldSelf").message("a Promotion's spec is immutable; create a new Promotion instead"))]
 #[serde(rename_all = "camelCase")]

@@ -8,19 +8,15 @@ fn committed_manifests_match_the_types() {
     let rendered = winky_crds::manifests::render().expect("CRDs render to YAML");
     assert_eq!(rendered.len(), 6, "one manifest per kind");
     for (file, yaml) in rendered {
-        let committed = std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| {
-            panic!("crds/manifests/{file} is missing ({e}); run `make generate`")
-        });
+        let committed = std::fs::read_to_string(dir.join(&file))
+            .unwrap_or_else(|e| panic!("crds/manifests/{file} is missing ({e}); run `make generate`"));
         assert!(
             committed == yaml,
             "crds/manifests/{file} is stale: run `make generate` and commit the result"
         );
     }
     let on_disk = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(
-        on_disk, 6,
-        "crds/manifests holds a file that no type generates"
-    );
+    assert_eq!(on_disk, 6, "crds/manifests holds a file that no type generates");
 }
 
 #[test]
@@ -63,11 +59,7 @@ fn every_schema_property_has_a_description() {
     let mut missing = Vec::new();
     for crd in winky_crds::crds() {
         let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
-        walk(
-            &crd.spec.names.kind,
-            &schema["openAPIV3Schema"],
-            &mut missing,
-        );
+        walk(&crd.spec.names.kind, &schema["openAPIV3Schema"], &mut missing);
     }
     assert!(
         missing.is_empty(),
@@ -79,15 +71,7 @@ fn every_schema_property_has_a_description() {
 fn schemas_use_only_formats_the_apiserver_knows() {
     // The apiserver warns about (and ignores) formats it does not know, such as
     // uint32: the bound would silently not apply.
-    let known = [
-        "int32",
-        "int64",
-        "double",
-        "float",
-        "date-time",
-        "byte",
-        "date",
-    ];
+    let known = ["int32", "int64", "double", "float", "date-time", "byte", "date"];
     for crd in winky_crds::crds() {
         let text = serde_json::to_string(&crd).unwrap();
         for part in text.split("\"format\":\"").skip(1) {

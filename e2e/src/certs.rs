@@ -23,8 +23,7 @@ pub(crate) fn generate(dir: &Path) -> Result<Certs> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    ca.distinguished_name
-        .push(DnType::CommonName, "winky-e2e-ca");
+    ca.distinguished_name.push(DnType::CommonName, "winky-e2e-ca");
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 

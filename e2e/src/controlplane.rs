@@ -56,10 +56,7 @@ impl ControlPlane {
         let dir = root.join(format!("{label}-{stamp}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize()?;
-        eprintln!(
-            "winky-e2e: control plane files and logs in {}",
-            dir.display()
-        );
+        eprintln!("winky-e2e: control plane files and logs in {}", dir.display());
 
         let bin = kubernetes_bin_dir()?;
         let etcd = etcd_bin_vendored::etcd_bin_path()
@@ -75,8 +72,7 @@ impl ControlPlane {
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
-        let etcd_data =
-            std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}", std::process::id()));
+        let etcd_data = std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}", std::process::id()));
         components.push(Component::spawn(
             "etcd",
             etcd,
@@ -107,10 +103,7 @@ impl ControlPlane {
                 "--advertise-address=127.0.0.1".into(),
                 format!("--secure-port={api_port}"),
                 format!("--tls-cert-file={}", c.join("apiserver.crt").display()),
-                format!(
-                    "--tls-private-key-file={}",
-                    c.join("apiserver.key").display()
-                ),
+                format!("--tls-private-key-file={}", c.join("apiserver.key").display()),
                 format!("--client-ca-file={}", c.join("ca.crt").display()),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
@@ -131,10 +124,7 @@ impl ControlPlane {
         )?);
 
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            render_kubeconfig(&server, &certs.ca_pem, &token),
-        )?;
+        std::fs::write(&kubeconfig, render_kubeconfig(&server, &certs.ca_pem, &token))?;
         let kubectl = bin.join("kubectl");
         let mut cp = ControlPlane {
             dir,
@@ -205,17 +195,13 @@ impl ControlPlane {
     /// bound to the runtime it was created on.
     pub async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
     /// `kubectl --kubeconfig <this> args…`: its output, or an error with stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .kubectl_command(args)
-            .output()
-            .context("running kubectl")?;
+        let out = self.kubectl_command(args).output().context("running kubectl")?;
         if !out.status.success() {
             bail!(
                 "kubectl {} failed: {}",
@@ -301,20 +287,8 @@ impl ControlPlane {
     fn install_crds(&self) -> Result<()> {
         let manifests = workspace_root().join("crds/manifests");
         let dir = manifests.display().to_string();
-        self.kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager=winky-e2e",
-            "-f",
-            &dir,
-        ])?;
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            &dir,
-        ])?;
+        self.kubectl(&["apply", "--server-side", "--field-manager=winky-e2e", "-f", &dir])?;
+        self.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "-f", &dir])?;
         Ok(())
     }
 }
@@ -340,9 +314,7 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("TestNamespace").field("name", &self.name).finish()
     }
 }
 

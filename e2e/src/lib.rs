@@ -17,7 +17,7 @@ mod controlplane;
 mod operator;
 mod process;
 
-pub use controlplane::{ControlPlane, TestNamespace};
+pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
 pub use operator::{InProcessOperator, metric_value, operator_binary};
 pub use process::Component;
 

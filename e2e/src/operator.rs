@@ -74,10 +74,7 @@ impl Drop for InProcessOperator {
 pub fn metric_value(exposition: &str, sample: &str) -> f64 {
     exposition
         .lines()
-        .find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
@@ -96,7 +93,5 @@ pub fn operator_binary() -> Result<PathBuf> {
             return Ok(path);
         }
     }
-    bail!(
-        "the winky-operator binary is not built: run `cargo build -p winky-operator` (make test does)"
-    )
+    bail!("the winky-operator binary is not built: run `cargo build -p winky-operator` (make test does)")
 }

@@ -17,16 +17,27 @@ use anyhow::{Context, Result};
 /// `$1` is the program, the rest its arguments. `WINKY_CLEANUP` names a
 /// directory removed once the component has exited (etcd's data).
 const LIFELINE: &str = r#"
+cleanup() { [ -n "${WINKY_CLEANUP:-}" ] && rm -rf "$WINKY_CLEANUP"; }
+stop() {
+  kill "$child" 2>/dev/null
+  i=0
+  while kill -0 "$child" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  kill -9 "$child" 2>/dev/null
+  wait "$child" 2>/dev/null
+  cleanup
+  exit 143
+}
 exec 3<&0
 "$@" </dev/null 3<&- &
 child=$!
-{ read -r _ <&3; kill "$child" 2>/dev/null; sleep 5; kill -9 "$child" 2>/dev/null; } &
+trap stop TERM INT HUP
+{ read -r _ <&3; kill -TERM $$; } &
 watcher=$!
 exec 3<&-
 wait "$child"
 status=$?
 kill "$watcher" 2>/dev/null
-[ -n "${WINKY_CLEANUP:-}" ] && rm -rf "$WINKY_CLEANUP"
+cleanup
 exit $status
 "#;
 

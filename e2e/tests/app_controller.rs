@@ -29,13 +29,8 @@ async fn env(prefix: &str) -> Env {
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = cp.namespace(&client, prefix).await.unwrap();
-    let operator =
-        InProcessOperator::start(client.clone(), ns.name(), &format!("{prefix}-operator"));
-    Env {
-        client,
-        ns,
-        operator,
-    }
+    let operator = InProcessOperator::start(client.clone(), ns.name(), &format!("{prefix}-operator"));
+    Env { client, ns, operator }
 }
 
 fn app(name: &str, replicas: i32, image: &str) -> App {
@@ -149,8 +144,7 @@ async fn settled_deployment(client: &Client, ns: &str, name: &str) -> Deployment
             let want = d.spec.as_ref()?.replicas?;
             // No node runs the pods, so a rollout never completes: "settled" means
             // the controller saw the latest spec and created its pods.
-            (s.observed_generation == d.metadata.generation && s.updated_replicas == Some(want))
-                .then_some(d)
+            (s.observed_generation == d.metadata.generation && s.updated_replicas == Some(want)).then_some(d)
         },
     )
     .await
@@ -158,11 +152,7 @@ async fn settled_deployment(client: &Client, ns: &str, name: &str) -> Deployment
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applied_app_gets_every_child_owned_and_a_condition_within_five_seconds() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-apply").await;
+    let Env { client, ns, operator } = env("app-apply").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
     let started = Instant::now();
     let created = apps
@@ -174,25 +164,18 @@ async fn an_applied_app_gets_every_child_owned_and_a_condition_within_five_secon
         .unwrap();
     let uid = created.uid().unwrap();
 
-    let ready_or_progressing = eventually(
-        "all children and a condition",
-        Duration::from_secs(5),
-        || async {
-            let versions = child_versions(&client, ns.name(), "notes").await;
-            if versions.values().any(String::is_empty) {
-                return None;
-            }
-            let app = apps.get("notes").await.ok()?;
-            let c = condition(&app, "Ready").or_else(|| condition(&app, "Progressing"))?;
-            Some(c)
-        },
-    )
+    let ready_or_progressing = eventually("all children and a condition", Duration::from_secs(5), || async {
+        let versions = child_versions(&client, ns.name(), "notes").await;
+        if versions.values().any(String::is_empty) {
+            return None;
+        }
+        let app = apps.get("notes").await.ok()?;
+        let c = condition(&app, "Ready").or_else(|| condition(&app, "Progressing"))?;
+        Some(c)
+    })
     .await;
     let took = started.elapsed();
-    eprintln!(
-        "apply → all children and a condition: {} ms",
-        took.as_millis()
-    );
+    eprintln!("apply → all children and a condition: {} ms", took.as_millis());
     assert!(took < Duration::from_secs(5));
     assert_eq!(
         ready_or_progressing.0, "False",
@@ -212,30 +195,12 @@ async fn an_applied_app_gets_every_child_owned_and_a_condition_within_five_secon
     assert_eq!(status.observed_generation, app.metadata.generation);
     assert!(status.revision.unwrap().id.starts_with("r-"));
 
-    let deployment = get::<Deployment>(&client, ns.name(), "notes")
-        .await
-        .unwrap();
-    for (kind, owners, labels, managers) in [(
-        "Deployment",
-        deployment.owner_references().to_vec(),
-        deployment.labels().clone(),
-        deployment.managed_fields().to_vec(),
-    )] {
-        let owner = &owners[0];
-        assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-            ("App", uid.as_str(), Some(true)),
-            "{kind}"
-        );
-        assert_eq!(labels["winky.dev/app"], "notes", "{kind}");
-        assert!(
-            managers
-                .iter()
-                .any(|m| m.manager.as_deref() == Some("winky-operator")),
-            "{kind}: field manager"
-        );
-    }
     for meta in [
+        get::<Deployment>(&client, ns.name(), "notes")
+            .await
+            .unwrap()
+            .meta()
+            .clone(),
         get::<Service>(&client, ns.name(), "notes")
             .await
             .unwrap()
@@ -264,31 +229,37 @@ async fn an_applied_app_gets_every_child_owned_and_a_condition_within_five_secon
     ] {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str()),
-            ("App", uid.as_str()),
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("App", uid.as_str(), Some(true)),
             "{:?}",
             meta.name
         );
-        assert_eq!(
-            meta.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
-            "winky-operator"
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "winky-operator");
+        assert_eq!(labels["winky.dev/app"], "notes");
+        let managers: Vec<_> = meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        assert!(
+            managers.contains(&"winky-operator"),
+            "{:?}: applied by the field manager winky-operator, found {managers:?}",
+            meta.name
         );
     }
 
     // The namespace enforces Pod Security "restricted": the ReplicaSet
     // controller can only create the pods if the template complies.
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
-    eventually(
-        "2 pods admitted under the restricted profile",
-        WAIT,
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels("winky.dev/app=notes"))
-                .await
-                .ok()?;
-            (list.items.len() == 2).then_some(())
-        },
-    )
+    eventually("2 pods admitted under the restricted profile", WAIT, || async {
+        let list = pods
+            .list(&ListParams::default().labels("winky.dev/app=notes"))
+            .await
+            .ok()?;
+        (list.items.len() == 2).then_some(())
+    })
     .await;
 
     let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
@@ -303,32 +274,19 @@ async fn an_applied_app_gets_every_child_owned_and_a_condition_within_five_secon
         (reasons.len() >= 2).then_some(reasons)
     })
     .await;
-    assert!(
-        reasons.contains(&"RevisionApplied".to_string()),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.contains(&"RolloutInProgress".to_string()),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains(&"RevisionApplied".to_string()), "{reasons:?}");
+    assert!(reasons.contains(&"RolloutInProgress".to_string()), "{reasons:?}");
     assert!(operator.metric(r#"winky_reconciles_total{controller="app",result="success"}"#) >= 1.0);
     operator.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_image_changes_the_deployment_in_one_patch() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-image").await;
+    let Env { client, ns, operator } = env("app-image").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
-    apps.create(
-        &PostParams::default(),
-        &app("shop", 1, "registry.example/shop:1"),
-    )
-    .await
-    .unwrap();
+    apps.create(&PostParams::default(), &app("shop", 1, "registry.example/shop:1"))
+        .await
+        .unwrap();
     let before = settled_deployment(&client, ns.name(), "shop").await;
 
     let patch = serde_json::json!({"spec": {"image": "registry.example/shop:2"}});
@@ -358,18 +316,11 @@ async fn a_new_image_changes_the_deployment_in_one_patch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconcile_with_nothing_to_change_writes_nothing() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-noop").await;
+    let Env { client, ns, operator } = env("app-noop").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
-    apps.create(
-        &PostParams::default(),
-        &app("chat", 2, "registry.example/chat:1"),
-    )
-    .await
-    .unwrap();
+    apps.create(&PostParams::default(), &app("chat", 2, "registry.example/chat:1"))
+        .await
+        .unwrap();
     settled_deployment(&client, ns.name(), "chat").await;
     // Let the status write caused by the settled Deployment land first.
     let app_before = eventually("status to reflect the settled rollout", WAIT, || async {
@@ -380,10 +331,7 @@ async fn a_reconcile_with_nothing_to_change_writes_nothing() {
             .conditions
             .iter()
             .find(|c| c.type_ == "Progressing")?;
-        progressing
-            .message
-            .ends_with("2 updated")
-            .then_some(a.clone())
+        progressing.message.ends_with("2 updated").then_some(a.clone())
     })
     .await;
     let versions = child_versions(&client, ns.name(), "chat").await;
@@ -412,26 +360,17 @@ async fn a_reconcile_with_nothing_to_change_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_app_lets_the_garbage_collector_remove_every_child() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-delete").await;
+    let Env { client, ns, operator } = env("app-delete").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
-    apps.create(
-        &PostParams::default(),
-        &app("gone", 2, "registry.example/gone:1"),
-    )
-    .await
-    .unwrap();
+    apps.create(&PostParams::default(), &app("gone", 2, "registry.example/gone:1"))
+        .await
+        .unwrap();
     eventually("all children", WAIT, || async {
         let v = child_versions(&client, ns.name(), "gone").await;
         (!v.values().any(String::is_empty)).then_some(())
     })
     .await;
-    apps.delete("gone", &DeleteParams::foreground())
-        .await
-        .unwrap();
+    apps.delete("gone", &DeleteParams::foreground()).await.unwrap();
     eventually(
         "the garbage collector to remove every child",
         Duration::from_secs(60),
@@ -446,18 +385,11 @@ async fn deleting_the_app_lets_the_garbage_collector_remove_every_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fewer_replicas_prune_the_disruption_budget() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-prune").await;
+    let Env { client, ns, operator } = env("app-prune").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
-    apps.create(
-        &PostParams::default(),
-        &app("web", 2, "registry.example/web:1"),
-    )
-    .await
-    .unwrap();
+    apps.create(&PostParams::default(), &app("web", 2, "registry.example/web:1"))
+        .await
+        .unwrap();
     eventually("a PodDisruptionBudget", WAIT, || async {
         get::<PodDisruptionBudget>(&client, ns.name(), "web").await
     })
@@ -482,11 +414,7 @@ async fn fewer_replicas_prune_the_disruption_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-degraded").await;
+    let Env { client, ns, operator } = env("app-degraded").await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
     let policy_name = format!("policy-{}", ns.name());
     let mut a = app("lonely", 1, "registry.example/lonely:1");
@@ -514,9 +442,7 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
         .message;
     assert!(message.contains(&policy_name), "{message}");
     assert!(
-        get::<Deployment>(&client, ns.name(), "lonely")
-            .await
-            .is_none(),
+        get::<Deployment>(&client, ns.name(), "lonely").await.is_none(),
         "nothing applied"
     );
     // No hot loop: an invalid spec waits for a change.
@@ -536,10 +462,7 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
         "spec": {"stages": [{"name": "preview", "autoPromote": true, "gates": {"emulator": true}}]},
     }))
     .unwrap();
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
     let recovered = await_condition(apps.clone(), "lonely", |a: Option<&App>| {
         a.and_then(|a| condition(a, "Degraded"))
             .is_some_and(|(s, _)| s == "False")
@@ -548,11 +471,7 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
         .await
         .expect("recovered in time")
         .unwrap();
-    assert!(
-        get::<Deployment>(&client, ns.name(), "lonely")
-            .await
-            .is_some()
-    );
+    assert!(get::<Deployment>(&client, ns.name(), "lonely").await.is_some());
     policies
         .delete(&policy_name, &DeleteParams::default())
         .await
@@ -562,11 +481,7 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_of_two_replicas_leads() {
-    let Env {
-        client,
-        ns,
-        operator,
-    } = env("app-leader").await;
+    let Env { client, ns, operator } = env("app-leader").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
     eventually("the first replica to lead", WAIT, || async {
         (operator.metric("winky_leader") == 1.0).then_some(())

@@ -32,11 +32,7 @@ where
         + Debug,
 {
     let kind = K::kind(&()).to_string();
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata("name"))?;
+    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
     let namespace = obj
         .meta()
         .namespace
@@ -59,10 +55,7 @@ pub async fn prune<K>(
     keep: &[&str],
 ) -> Result<Vec<String>>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
     let stale: Vec<_> = store
         .state()

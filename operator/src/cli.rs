@@ -18,13 +18,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 ///
 ///   winky-operator --log-format json --metrics-addr 0.0.0.0:8080
 #[derive(Debug, Parser)]
-#[command(
-    name = "winky-operator",
-    version,
-    about,
-    long_about,
-    max_term_width = 100
-)]
+#[command(name = "winky-operator", version, about, long_about, max_term_width = 100)]
 pub struct Args {
     /// Kubeconfig to use. Without it: $KUBECONFIG, ~/.kube/config, then the
     /// in-cluster service account.
@@ -141,9 +135,6 @@ mod tests {
     #[test]
     fn rejects_an_unknown_log_format() {
         let err = Args::try_parse_from(["winky-operator", "--log-format", "xml"]).unwrap_err();
-        assert!(
-            err.to_string().contains("possible values: text, json"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("possible values: text, json"), "{err}");
     }
 }

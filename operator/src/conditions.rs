@@ -30,12 +30,7 @@ pub struct ConditionSpec {
 
 impl ConditionSpec {
     /// A condition with the given status.
-    pub fn new(
-        type_: &'static str,
-        status: bool,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             type_,
             status,
@@ -114,12 +109,7 @@ mod tests {
         );
         let second = merge(
             &first,
-            &[ConditionSpec::new(
-                READY,
-                false,
-                "RolloutInProgress",
-                "0/1 still",
-            )],
+            &[ConditionSpec::new(READY, false, "RolloutInProgress", "0/1 still")],
             Some(2),
             at(20),
         );

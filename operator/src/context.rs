@@ -88,9 +88,7 @@ impl Context {
 
 /// Exponential backoff from 1 s, capped at 5 min, scaled by `jitter`.
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    let base = 2f64
-        .powi(failures.saturating_sub(1).min(16) as i32)
-        .min(300.0);
+    let base = 2f64.powi(failures.saturating_sub(1).min(16) as i32).min(300.0);
     Duration::from_secs_f64(base * jitter)
 }
 

@@ -124,8 +124,7 @@ pub async fn acquire(client: &Client, config: &LeaderConfig) -> Lease {
             Err(e) => warn!(error = %e, "reading or writing the leader Lease failed"),
         }
         if let Ok(Some(current)) = api.get_opt(&config.name).await
-            && let Decision::Follow { holder } =
-                decide(Some(&current), &config.identity, Timestamp::now())
+            && let Decision::Follow { holder } = decide(Some(&current), &config.identity, Timestamp::now())
             && announced.as_ref() != Some(&holder)
         {
             info!(%holder, "waiting for the leader Lease");
@@ -164,10 +163,7 @@ pub async fn release(client: &Client, config: &LeaderConfig) {
         && spec.holder_identity.as_deref() == Some(config.identity.as_str())
     {
         spec.holder_identity = None;
-        if let Err(e) = api
-            .replace(&config.name, &PostParams::default(), &lease)
-            .await
-        {
+        if let Err(e) = api.replace(&config.name, &PostParams::default(), &lease).await {
             warn!(error = %e, "releasing the leader Lease failed");
         }
     }
@@ -184,10 +180,7 @@ async fn try_take(api: &Api<Lease>, config: &LeaderConfig) -> Result<Option<Leas
             let next = next_lease(current.as_ref(), config, now);
             let written = match current {
                 None => api.create(&PostParams::default(), &next).await,
-                Some(_) => {
-                    api.replace(&config.name, &PostParams::default(), &next)
-                        .await
-                }
+                Some(_) => api.replace(&config.name, &PostParams::default(), &next).await,
             };
             match written {
                 Ok(lease) => Ok(Some(lease)),
@@ -222,10 +215,7 @@ mod tests {
     #[test]
     fn takes_a_missing_or_released_lease() {
         assert_eq!(decide(None, "a", at(100)), Decision::Acquire);
-        assert_eq!(
-            decide(Some(&lease("", 99)), "a", at(100)),
-            Decision::Acquire
-        );
+        assert_eq!(decide(Some(&lease("", 99)), "a", at(100)), Decision::Acquire);
     }
 
     #[test]
@@ -234,10 +224,7 @@ mod tests {
             decide(Some(&lease("b", 90)), "a", at(100)),
             Decision::Follow { holder: "b".into() }
         );
-        assert_eq!(
-            decide(Some(&lease("b", 80)), "a", at(100)),
-            Decision::Acquire
-        );
+        assert_eq!(decide(Some(&lease("b", 80)), "a", at(100)), Decision::Acquire);
     }
 
     #[test]

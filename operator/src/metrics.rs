@@ -71,11 +71,7 @@ impl Default for Metrics {
             "Reconcile errors by controller and category",
             errors.clone(),
         );
-        registry.register(
-            "leader",
-            "1 while this replica is the leader",
-            leader.clone(),
-        );
+        registry.register("leader", "1 while this replica is the leader", leader.clone());
         Self {
             registry: Mutex::new(registry),
             reconciles,
@@ -100,10 +96,7 @@ impl Metrics {
     /// Counts an error.
     pub fn failed(&self, controller: &'static str, category: &'static str) {
         self.errors
-            .get_or_create(&ErrorLabels {
-                controller,
-                category,
-            })
+            .get_or_create(&ErrorLabels { controller, category })
             .inc();
     }
 

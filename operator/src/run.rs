@@ -150,8 +150,7 @@ async fn app_controller(
     let ns = options.namespace.as_deref();
     let (deployments, deployment_events) = managed_children::<Deployment>(&client, ns);
     let (services, service_events) = managed_children::<Service>(&client, ns);
-    let (service_accounts, service_account_events) =
-        managed_children::<ServiceAccount>(&client, ns);
+    let (service_accounts, service_account_events) = managed_children::<ServiceAccount>(&client, ns);
     let (config_maps, config_map_events) = managed_children::<ConfigMap>(&client, ns);
     let (network_policies, network_policy_events) = managed_children::<NetworkPolicy>(&client, ns);
     let (pod_disruption_budgets, pdb_events) = managed_children::<PodDisruptionBudget>(&client, ns);

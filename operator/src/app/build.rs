@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -128,10 +126,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
         env_value("WINKY_APP", &plan.name),
         env_value("WINKY_STAGE", &plan.target.stage),
         env_value("WINKY_REVISION", &plan.revision),
-        env_value(
-            "WINKY_RUNTIME_CONFIG",
-            &format!("{RUNTIME_DIR}/{RUNTIME_KEY}"),
-        ),
+        env_value("WINKY_RUNTIME_CONFIG", &format!("{RUNTIME_DIR}/{RUNTIME_KEY}")),
         env_value("PORT", &spec.port.to_string()),
     ];
     env.extend(spec.env.iter().map(|e| env_value(&e.name, &e.value)));

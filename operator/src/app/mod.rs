@@ -57,8 +57,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action> {
         Finished::Applied | Finished::Deleting => "success",
         Finished::Invalid => "invalid",
     };
-    ctx.metrics
-        .reconciled(CONTROLLER, result, started.elapsed());
+    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
     // Everything the App depends on is watched: wait for a change, never poll.
     Ok(Action::await_change())
 }
@@ -163,23 +162,9 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
         prune(client, &stores.deployments, ns, &selector, &[name]).await?,
         prune(client, &stores.services, ns, &selector, &[name]).await?,
         prune(client, &stores.service_accounts, ns, &selector, &[name]).await?,
-        prune(
-            client,
-            &stores.config_maps,
-            ns,
-            &selector,
-            &[&config_map_name],
-        )
-        .await?,
+        prune(client, &stores.config_maps, ns, &selector, &[&config_map_name]).await?,
         prune(client, &stores.network_policies, ns, &selector, &[name]).await?,
-        prune(
-            client,
-            &stores.pod_disruption_budgets,
-            ns,
-            &selector,
-            &keep_pdb,
-        )
-        .await?,
+        prune(client, &stores.pod_disruption_budgets, ns, &selector, &keep_pdb).await?,
     ]
     .concat();
     if !pruned.is_empty() {
@@ -189,12 +174,7 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
 }
 
 /// Writes the status when it changed, and publishes an Event per transition.
-async fn write_status(
-    app: &App,
-    outcome: &Outcome<'_>,
-    now: Timestamp,
-    ctx: &Context,
-) -> Result<()> {
+async fn write_status(app: &App, outcome: &Outcome<'_>, now: Timestamp, ctx: &Context) -> Result<()> {
     let old = app.status.clone().unwrap_or_default();
     let new = status::desired_status(app, outcome, now);
     if new == old {

@@ -38,11 +38,7 @@ pub enum Rollout {
 
 /// Reads the rollout state from a Deployment's status.
 pub fn rollout(deployment: &Deployment) -> Rollout {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(status) = deployment.status.as_ref() else {
         return Rollout::InProgress(format!(
             "0/{desired} replicas available; waiting for the Deployment controller"
@@ -56,14 +52,10 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
             && c.status == "False"
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
         {
-            return Rollout::Failed(
-                "ProgressDeadlineExceeded",
-                c.message.clone().unwrap_or_default(),
-            );
+            return Rollout::Failed("ProgressDeadlineExceeded", c.message.clone().unwrap_or_default());
         }
     }
-    let observed =
-        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
@@ -94,11 +86,7 @@ pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
         }
         Outcome::Applied { deployment, .. } => match rollout(deployment) {
             Rollout::Complete => {
-                let desired = deployment
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.replicas)
-                    .unwrap_or(1);
+                let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let message = format!("{desired}/{desired} replicas available");
                 vec![
                     ConditionSpec::new(READY, true, "Available", message.clone()),
@@ -144,11 +132,7 @@ pub fn desired_status(app: &App, outcome: &Outcome<'_>, now: Timestamp) -> AppSt
             "http://{}.{}.svc:{}",
             plan.name, plan.target.namespace, app.spec.port
         );
-        let desired = deployment
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(1);
+        let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let ready = deployment
             .status
             .as_ref()

@@ -36,10 +36,7 @@ fn deployment_is_restricted_and_carries_the_spec() {
     assert_eq!(pod.automount_service_account_token, Some(false));
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(
-        psc.seccomp_profile.as_ref().unwrap().type_,
-        "RuntimeDefault"
-    );
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some(app.spec.image.as_str()));
     let sc = c.security_context.as_ref().unwrap();
@@ -54,21 +51,9 @@ fn deployment_is_restricted_and_carries_the_spec() {
     assert_eq!(limits["memory"].0, "128Mi");
     let env = c.env.as_ref().unwrap();
     let smtp = env.iter().find(|e| e.name == "SMTP_TOKEN").unwrap();
-    let secret = smtp
-        .value_from
-        .as_ref()
-        .unwrap()
-        .secret_key_ref
-        .as_ref()
-        .unwrap();
-    assert_eq!(
-        (secret.name.as_str(), secret.key.as_str()),
-        ("smtp", "token")
-    );
-    assert!(
-        smtp.value.is_none(),
-        "a secret's value never appears in the spec"
-    );
+    let secret = smtp.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((secret.name.as_str(), secret.key.as_str()), ("smtp", "token"));
+    assert!(smtp.value.is_none(), "a secret's value never appears in the spec");
     assert!(
         env.iter()
             .any(|e| e.name == "LOG_LEVEL" && e.value.as_deref() == Some("info"))
@@ -169,21 +154,14 @@ fn network_policy_admits_only_what_the_app_allows() {
     let egress = spec.egress.unwrap();
     assert_eq!(egress.len(), 2, "DNS and the declared CIDR");
     assert_eq!(
-        egress[1].to.as_ref().unwrap()[0]
-            .ip_block
-            .as_ref()
-            .unwrap()
-            .cidr,
+        egress[1].to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr,
         "203.0.113.0/24"
     );
 
     let public = fixture("solo");
     let plan = validate::validate(&public, &OK).unwrap();
     let spec = build::network_policy(&plan).spec.unwrap();
-    assert!(
-        spec.ingress.unwrap()[0].from.is_none(),
-        "public: any source"
-    );
+    assert!(spec.ingress.unwrap()[0].from.is_none(), "public: any source");
     assert_eq!(spec.egress.unwrap().len(), 1, "only DNS");
 }
 
@@ -237,10 +215,7 @@ fn a_missing_policy_or_vault_cannot_be_satisfied() {
 #[test]
 fn revision_is_stable_and_follows_the_spec() {
     let app = fixture("notes");
-    assert_eq!(
-        validate::revision(&app),
-        validate::revision(&fixture("notes"))
-    );
+    assert_eq!(validate::revision(&app), validate::revision(&fixture("notes")));
     assert!(validate::revision(&app).starts_with("r-"));
     let mut changed = app.clone();
     changed.spec.image = "registry.example/notes:2".into();

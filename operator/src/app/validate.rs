@@ -84,11 +84,7 @@ impl Invalid {
 /// Checks `app` against `inputs`.
 pub fn validate<'a>(app: &'a App, inputs: &Inputs) -> Result<Plan<'a>, Invalid> {
     let name = app.metadata.name.clone().ok_or(Invalid::MissingMetadata)?;
-    let namespace = app
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Invalid::MissingMetadata)?;
+    let namespace = app.metadata.namespace.clone().ok_or(Invalid::MissingMetadata)?;
     if let (Some(policy), Some(false)) = (&app.spec.policy, inputs.policy_exists) {
         return Err(Invalid::PolicyNotFound {
             policy: policy.clone(),

@@ -1,0 +1,57 @@
+# One task runner for people and CI. `make help` lists the targets.
+#
+#   make demo   local control plane + operator + the notes example, left running
+#   make test   every test, the integration tests against the real control plane included
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+DEV   ?= .dev
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+.PHONY: prereqs
+prereqs: ## Check (and where possible install) what the build needs
+	@bash hack/prereqs.sh
+
+.PHONY: controlplane
+controlplane: prereqs ## Build kube-apiserver, kube-controller-manager and kubectl (cached by version)
+	@bash e2e/controlplane/build.sh >/dev/null
+
+.PHONY: build
+build: prereqs ## Build every crate and binary
+	$(CARGO) build --workspace --bins
+
+.PHONY: generate
+generate: ## Regenerate crds/manifests from the Rust types
+	$(CARGO) run -q -p winky-crds --bin crdgen
+
+.PHONY: verify
+verify: generate ## Fail when generated files are not committed
+	@git diff --exit-code -- crds/manifests || { echo "crds/manifests is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- crds/manifests)" || { echo "crds/manifests has uncommitted files"; exit 1; }
+
+.PHONY: lint
+lint: prereqs ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: controlplane build ## Run every test (unit, and integration against a real control plane)
+	$(CARGO) test --workspace --no-fail-fast
+
+.PHONY: up
+up: controlplane build ## Start the control plane and the operator in the background ($(DEV)/kubeconfig)
+	@bash hack/up.sh $(DEV)
+
+.PHONY: down
+down: ## Stop everything `make up` started
+	@bash hack/down.sh $(DEV)
+
+.PHONY: demo
+demo: up ## The notes example on the local control plane, left running
+	@bash hack/demo.sh $(DEV)

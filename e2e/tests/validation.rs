@@ -1,0 +1,116 @@
+//! The real apiserver rejects invalid resources with the CEL or schema
+//! message, and accepts the committed manifests and examples.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use winky_e2e::{ControlPlane, workspace_root};
+
+/// `kubectl apply [-n <ns>] -f -` of `yaml`; the error text when rejected.
+fn apply(cp: &ControlPlane, ns: Option<&str>, yaml: &str, dry_run: bool) -> Result<String, String> {
+    let mut args = vec!["apply", "-f", "-"];
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    let mut child = cp
+        .kubectl_command(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn invalid_resources_are_rejected_with_a_clear_message() {
+    let cp = ControlPlane::shared();
+    let cases = [
+        (
+            "app-env-and-secret.yaml",
+            "a name cannot be both in env and in secrets",
+        ),
+        (
+            "app-secret-two-sources.yaml",
+            "set exactly one of vault or secretKeyRef",
+        ),
+        ("app-bad-cidr.yaml", "cidr must be an IP range"),
+        (
+            "function-too-much-memory.yaml",
+            "memory must be a quantity between 64Mi and 4Gi",
+        ),
+        (
+            "function-two-triggers.yaml",
+            "set exactly one of trigger.http, trigger.schedule or trigger.document",
+        ),
+        ("policy-unanchored-branch.yaml", "branchPattern must be anchored"),
+        ("policy-duplicate-stage.yaml", "Duplicate value"),
+        ("gitsource-agent-branch.yaml", "never an agent's winky/ branch"),
+    ];
+    let dir = workspace_root().join("e2e/tests/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        cases.len(),
+        "every invalid example has an expected message"
+    );
+    for (file, message) in cases {
+        let yaml = std::fs::read_to_string(dir.join(file)).unwrap();
+        let err = apply(cp, Some("default"), &yaml, false).expect_err(file);
+        assert!(err.contains(message), "{file}: expected {message:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_promotions_spec_cannot_be_rewritten() {
+    let cp = ControlPlane::shared();
+    let promotion = |revision: &str| {
+        format!(
+            "apiVersion: winky.dev/v1alpha1\nkind: Promotion\nmetadata: {{name: notes-preview}}\n\
+             spec: {{app: notes, stage: preview, revision: {{id: {revision}}}}}\n"
+        )
+    };
+    apply(cp, Some("default"), &promotion("r-aaaaaaaaaa"), false).unwrap();
+    let err = apply(cp, Some("default"), &promotion("r-bbbbbbbbbb"), false).unwrap_err();
+    assert!(err.contains("a Promotion's spec is immutable"), "{err}");
+}
+
+#[test]
+fn the_crds_and_examples_pass_a_server_side_dry_run() {
+    let cp = ControlPlane::shared();
+    let crds = workspace_root().join("crds/manifests").display().to_string();
+    cp.kubectl(&["apply", "--server-side", "--dry-run=server", "-f", &crds])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The examples create their own namespaces, which a dry run does not
+    // persist: create them first.
+    let examples = workspace_root().join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        for doc in yaml.split("\n---") {
+            if doc.contains("kind: Namespace") {
+                apply(cp, None, doc, false).unwrap();
+            }
+        }
+        let out = apply(cp, None, &yaml, true).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(out.contains("(server dry run)"), "{out}");
+    }
+}

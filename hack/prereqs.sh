@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Checks the tools the build needs and installs what can be installed here.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+missing=()
+command -v cargo >/dev/null 2>&1 || missing+=("cargo (Rust 1.89+): https://rustup.rs")
+
+# Go builds the control plane. Any Go >= 1.21 will do: it fetches the exact
+# toolchain e2e/controlplane/go.mod asks for from the Go module proxy.
+if ! command -v go >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "prereqs: installing Go from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
+  fi
+fi
+if command -v go >/dev/null 2>&1; then
+  minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  if [ "${minor:-0}" -lt 21 ]; then
+    missing+=("Go 1.21 or newer (found $(go env GOVERSION)): https://go.dev/doc/install")
+  fi
+else
+  missing+=("Go 1.21 or newer: apt-get install golang-go, or https://go.dev/doc/install")
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "prereqs: missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
