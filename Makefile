@@ -42,7 +42,10 @@ lint: prereqs ## rustfmt and clippy, warnings are errors
 
 .PHONY: test
 test: controlplane build ## Run every test (unit, and integration against a real control plane)
-	$(CARGO) test --workspace --no-fail-fast
+	@mkdir -p target
+	@status=0; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "\ntests: %d passed, %d failed\n", p, f}' target/test.log; \
+	exit $$status
 
 .PHONY: up
 up: controlplane build ## Start the control plane and the operator in the background ($(DEV)/kubeconfig)
