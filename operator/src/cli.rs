@@ -101,7 +101,7 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn flags_parse_and_help_explains_each() {
+    fn flags_parse() {
         Args::command().debug_assert();
         let args = Args::try_parse_from([
             "winky-operator",
@@ -120,16 +120,6 @@ mod tests {
         assert_eq!(args.concurrency, 3);
         assert!(!args.leader_elect);
         assert_eq!(args.lease_namespace(), "notes");
-        let help = Args::command().render_long_help().to_string();
-        for flag in [
-            "--kubeconfig",
-            "--namespace",
-            "--metrics-addr",
-            "--log-format",
-            "--concurrency",
-        ] {
-            assert!(help.contains(flag), "{flag} missing from --help");
-        }
     }
 
     #[test]
