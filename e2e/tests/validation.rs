@@ -89,7 +89,7 @@ fn a_promotions_spec_cannot_be_rewritten() {
 }
 
 #[test]
-fn the_crds_and_examples_pass_a_server_side_dry_run() {
+fn the_crds_examples_and_default_policies_pass_a_server_side_dry_run() {
     let cp = ControlPlane::shared();
     let crds = workspace_root().join("crds/manifests").display().to_string();
     cp.kubectl(&["apply", "--server-side", "--dry-run=server", "-f", &crds])
@@ -110,6 +110,7 @@ fn the_crds_and_examples_pass_a_server_side_dry_run() {
                 apply(cp, None, doc, false).unwrap();
             }
         }
+        // Objects without a namespace land in the kubeconfig's: default.
         let out = apply(cp, None, &yaml, true).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(out.contains("(server dry run)"), "{out}");
     }
