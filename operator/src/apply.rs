@@ -91,3 +91,26 @@ where
     }
     Ok(deleted)
 }
+
+/// Writes `status` through the status subresource of `obj` by server-side
+/// apply (only the status is sent, so nothing else is touched).
+pub async fn apply_status<K>(client: &Client, obj: &K, status: &impl Serialize) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
+    let namespace = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&name, &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Status)
+}

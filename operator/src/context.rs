@@ -56,8 +56,8 @@ pub struct Context {
     pub settings: Settings,
     /// Caches.
     pub stores: Stores,
-    /// Consecutive failures per object, for backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    /// Retry delays of failing Apps.
+    pub backoffs: Backoffs,
 }
 
 impl std::fmt::Debug for Context {
@@ -68,21 +68,22 @@ impl std::fmt::Debug for Context {
     }
 }
 
-impl Context {
+/// Consecutive failures per object, for exponential backoff with jitter.
+#[derive(Debug, Default)]
+pub struct Backoffs(Mutex<HashMap<String, u32>>);
+
+impl Backoffs {
     /// Records a failure of `key` and returns how long to wait before retrying.
-    pub fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         backoff(*n, rand::rng().random_range(0.8..1.2))
     }
 
     /// Forgets the failures of `key` after a success.
-    pub fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    pub fn reset(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 

@@ -41,6 +41,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Adding or removing a finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The object has no namespace or name (a bug or a cluster-scoped mix-up).
     #[error("object is missing {0}")]
     MissingMetadata(&'static str),
@@ -54,6 +57,7 @@ impl Error {
             Error::Prune { .. } => "prune",
             Error::Status(_) => "status",
             Error::Serialize { .. } => "serialize",
+            Error::Finalizer(_) => "finalizer",
             Error::MissingMetadata(_) => "metadata",
         }
     }

@@ -20,9 +20,11 @@ pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod rule;
 pub mod run;
 
 /// The field manager of every server-side apply the operator makes.

@@ -1,10 +1,9 @@
 //! Wiring: caches, the App controller, leader election and shutdown.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,11 +20,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use winky_crds::keys::MANAGED_BY_LABEL;
-use winky_crds::{App, PromotionPolicy};
+use winky_crds::{App, PromotionPolicy, Rule};
 
-use crate::context::{Context, Settings, Stores};
+use crate::context::{Backoffs, Context, Settings, Stores};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
+use crate::rule::{self, RuleContext};
 use crate::{MANAGED_BY, app};
 
 /// How long running reconciles get to finish at shutdown.
@@ -68,12 +68,22 @@ pub async fn run(
         health.metrics.leader.set(1);
     }
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let stop = async move {
-        let _ = stop_rx.changed().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
     };
-    let controller = app_controller(client.clone(), options.clone(), health.clone(), stop);
-    let mut controller = tokio::spawn(controller);
+    let controllers = futures::future::join(
+        app_controller(
+            client.clone(),
+            options.clone(),
+            health.clone(),
+            stop(stop_rx.clone()),
+        ),
+        rule_controller(client.clone(), options.clone(), health.clone(), stop(stop_rx)),
+    );
+    let mut controller = tokio::spawn(async move {
+        controllers.await;
+    });
 
     let lost = async {
         match &options.leader {
@@ -84,7 +94,7 @@ pub async fn run(
     let outcome = tokio::select! {
         _ = &mut shutdown => Ok(()),
         lost = lost => Err(anyhow::Error::new(lost)),
-        ended = &mut controller => Err(anyhow::anyhow!("the App controller stopped unexpectedly: {ended:?}")),
+        ended = &mut controller => Err(anyhow::anyhow!("the controllers stopped unexpectedly: {ended:?}")),
     };
     let _ = stop_tx.send(true);
     // A graceful shutdown lets running reconciles finish. It can wait forever
@@ -94,7 +104,7 @@ pub async fn run(
         .await
         .is_err()
     {
-        warn!(grace = ?SHUTDOWN_GRACE, "the App controller did not stop in time; aborting it");
+        warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop in time; aborting them");
         controller.abort();
     }
     health.metrics.leader.set(0);
@@ -209,7 +219,7 @@ async fn app_controller(
             network_policies,
             pod_disruption_budgets,
         },
-        failures: Mutex::new(HashMap::new()),
+        backoffs: Backoffs::default(),
     });
     info!("App controller started");
     controller
@@ -224,4 +234,49 @@ async fn app_controller(
         })
         .await;
     info!("App controller stopped");
+}
+
+async fn rule_controller(
+    client: Client,
+    options: Options,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = options.namespace.as_deref();
+    let (config_maps, config_map_events) = managed_children::<ConfigMap>(&client, ns);
+    let controller = Controller::new(scoped::<Rule>(&client, ns), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(options.concurrency));
+    let rules = controller.store();
+    let rules_of = rules.clone();
+    let controller = controller
+        .watches_stream(config_map_events, move |cm: ConfigMap| {
+            rule::rules_of_config_map(&rules_of, &cm)
+        })
+        .graceful_shutdown_on(stop);
+    let ctx = Arc::new(RuleContext {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "winky-operator".into(),
+                instance: Some(options.identity.clone()),
+            },
+        ),
+        client,
+        metrics: health.metrics.clone(),
+        rules,
+        config_maps,
+        backoffs: Backoffs::default(),
+    });
+    info!("Rule controller started");
+    controller
+        .run(rule::reconcile, rule::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result
+                && !matches!(e, controller::Error::ReconcilerFailed(..))
+            {
+                warn!(error = %e, "Rule controller");
+            }
+        })
+        .await;
+    info!("Rule controller stopped");
 }

@@ -16,11 +16,10 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 use winky_crds::App;
 use winky_crds::app::AppStatus;
@@ -30,10 +29,10 @@ use self::build::Children;
 use self::status::Outcome;
 use self::validate::{Inputs, Plan};
 use crate::MANAGED_BY;
-use crate::apply::{apply, apply_params, prune};
-use crate::conditions::{self, DEGRADED};
+use crate::apply::{apply, apply_status, prune};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "app";
@@ -52,7 +51,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let key = object_key(&app);
     let finished = reconcile_app(&app, &ctx).await?;
-    ctx.succeeded(&key);
+    ctx.backoffs.reset(&key);
     let result = match finished {
         Finished::Applied | Finished::Deleting => "success",
         Finished::Invalid => "invalid",
@@ -65,7 +64,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action> {
 /// Requeues a failed reconcile with exponential backoff and jitter.
 pub fn error_policy(app: Arc<App>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(CONTROLLER, error.category());
-    let delay = ctx.backoff(&object_key(&app));
+    let delay = ctx.backoffs.next(&object_key(&app));
     warn!(app = %app.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -180,16 +179,7 @@ async fn write_status(app: &App, outcome: &Outcome<'_>, now: Timestamp, ctx: &Co
     if new == old {
         return Ok(());
     }
-    let name = app.name_any();
-    let api: Api<App> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": App::api_version(&()),
-        "kind": App::kind(&()),
-        "status": new,
-    });
-    api.patch_status(&name, &apply_params(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Status)?;
+    apply_status(&ctx.client, app, &new).await?;
     publish_events(app, &old, &new, ctx).await;
     Ok(())
 }
@@ -208,40 +198,8 @@ async fn publish_events(app: &App, old: &AppStatus, new: &AppStatus, ctx: &Conte
             secondary: None,
         });
     }
-    for c in conditions::transitions(&old.conditions, &new.conditions) {
-        if c.status != "True" {
-            continue;
-        }
-        events.push(Event {
-            type_: if c.type_ == DEGRADED {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: c.reason.clone(),
-            note: Some(truncate(&c.message, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        });
-    }
-    let reference = app.object_ref(&());
-    for event in events {
-        // An Event that cannot be written must not fail the reconcile.
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(reason = %event.reason, error = %e, "publishing an Event failed");
-        }
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    events.extend(events::for_transitions(&old.conditions, &new.conditions));
+    events::publish(&ctx.recorder, &app.object_ref(&()), events).await;
 }
 
 #[cfg(test)]

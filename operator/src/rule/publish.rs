@@ -1,0 +1,235 @@
+//! The pure part of the Rule controller — evaluation, status, the published
+//! document — and the one apply that publishes it.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use winky_crds::Rule;
+use winky_crds::rule::{RuleStatus, RuleTestSummary};
+use winky_policies::CompileError;
+use winky_policies::rules::RuleSet;
+
+use super::RULES_MANAGER;
+use crate::app::build::config_map_name;
+use crate::conditions::{self, ConditionSpec, DEGRADED, READY};
+use crate::error::{Error, Result};
+
+/// Key of the published rules in the runtime ConfigMap.
+pub const RULES_KEY: &str = "rules.json";
+
+/// What compiling and testing a Rule gave.
+#[derive(Debug)]
+pub enum Evaluation {
+    /// Compile errors, each naming the rule, operation, line and column.
+    Invalid(Vec<CompileError>),
+    /// Compiled; the tests' results.
+    Compiled(RuleTestSummary),
+}
+
+impl Evaluation {
+    /// Whether the Rule may be published: it compiles and every test passes.
+    pub fn publishable(&self) -> bool {
+        matches!(self, Evaluation::Compiled(summary) if summary.failed == 0)
+    }
+}
+
+/// Compiles `rule` and runs its tests.
+pub fn evaluate(rule: &Rule) -> Evaluation {
+    match RuleSet::compile(&rule.spec) {
+        Err(errors) => Evaluation::Invalid(errors),
+        Ok(set) => Evaluation::Compiled(set.run_tests(&rule.spec.tests)),
+    }
+}
+
+/// Reference of the runtime ConfigMap of `app` in `namespace`.
+pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<ConfigMap> {
+    ObjectRef::new(&config_map_name(app)).within(namespace)
+}
+
+/// sha256 of the part of a Rule that gets published.
+pub fn hash(rule: &Rule) -> String {
+    let bytes = serde_json::to_vec(&rule.spec.rules).unwrap_or_default();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The published document: every publishable Rule, by name.
+pub fn document(rules: &[Arc<Rule>]) -> String {
+    let published: Vec<_> = rules
+        .iter()
+        .filter(|r| evaluate(r).publishable())
+        .map(|r| json!({"name": r.name_any(), "hash": hash(r), "rules": r.spec.rules}))
+        .collect();
+    serde_json::to_string_pretty(&json!({ "rules": published })).unwrap_or_default()
+}
+
+/// Applies `rules.json` of the App's runtime ConfigMap.
+pub async fn apply_rules(client: &Client, namespace: &str, app: &str, rules: &[Arc<Rule>]) -> Result<()> {
+    let name = config_map_name(app);
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {RULES_KEY: document(rules)},
+    });
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(RULES_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "ConfigMap".into(),
+        name,
+        source,
+    })?;
+    Ok(())
+}
+
+/// The conditions for `evaluation`, given whether the rules were published.
+pub fn condition_specs(rule: &Rule, evaluation: &Evaluation, published: bool) -> Vec<ConditionSpec> {
+    match evaluation {
+        Evaluation::Invalid(errors) => {
+            let mut message: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
+            if errors.len() > 5 {
+                message.push(format!("and {} more", errors.len() - 5));
+            }
+            let message = message.join("; ");
+            vec![
+                ConditionSpec::new(READY, false, "CompileError", message.clone()),
+                ConditionSpec::new(DEGRADED, true, "CompileError", message),
+            ]
+        }
+        Evaluation::Compiled(summary) if summary.failed > 0 => {
+            let failed: Vec<&str> = summary
+                .results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.name.as_str())
+                .collect();
+            let message = format!(
+                "{} of {} tests failed: {}",
+                summary.failed,
+                summary.failed + summary.passed,
+                failed.join(", ")
+            );
+            vec![
+                ConditionSpec::new(READY, false, "TestsFailed", message.clone()),
+                ConditionSpec::new(DEGRADED, true, "TestsFailed", message),
+            ]
+        }
+        Evaluation::Compiled(summary) if !published => {
+            let message = format!(
+                "{} tests passed; waiting for App {:?} to have its runtime ConfigMap",
+                summary.passed, rule.spec.app
+            );
+            vec![
+                ConditionSpec::new(READY, false, "AppNotFound", message),
+                ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
+            ]
+        }
+        Evaluation::Compiled(summary) => vec![
+            ConditionSpec::new(
+                READY,
+                true,
+                "Published",
+                format!(
+                    "{} tests passed; published to {}",
+                    summary.passed,
+                    config_map_name(&rule.spec.app)
+                ),
+            ),
+            ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
+        ],
+    }
+}
+
+/// The whole status.
+pub fn desired_status(rule: &Rule, evaluation: &Evaluation, published: bool, now: Timestamp) -> RuleStatus {
+    let old = rule.status.clone().unwrap_or_default();
+    let generation = rule.metadata.generation;
+    let specs = condition_specs(rule, evaluation, published);
+    RuleStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &specs, generation, now),
+        tests: match evaluation {
+            Evaluation::Compiled(summary) => Some(summary.clone()),
+            Evaluation::Invalid(_) => None,
+        },
+        compiled_hash: (evaluation.publishable() && published).then(|| hash(rule)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(yaml: &str) -> Rule {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    const GOOD: &str = "apiVersion: winky.dev/v1alpha1\nkind: Rule\nmetadata: {name: notes, namespace: n, generation: 2}\nspec:\n  app: notes\n  rules:\n    - match: /notes/{id}\n      allow: {read: \"request.auth != null\"}\n  tests:\n    - {name: signed in reads, request: {auth: {uid: a}, method: get, path: /notes/1}, expect: allow}\n    - {name: anonymous does not, request: {method: get, path: /notes/1}, expect: deny}\n";
+
+    #[test]
+    fn a_passing_rule_is_published_with_its_hash() {
+        let r = rule(GOOD);
+        let evaluation = evaluate(&r);
+        assert!(evaluation.publishable());
+        let status = desired_status(&r, &evaluation, true, Timestamp::UNIX_EPOCH);
+        assert_eq!(status.tests.as_ref().unwrap().passed, 2);
+        assert_eq!(status.compiled_hash.as_deref(), Some(hash(&r).as_str()));
+        let ready = conditions::find(&status.conditions, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Published")
+        );
+        let doc: serde_json::Value = serde_json::from_str(&document(&[Arc::new(r)])).unwrap();
+        assert_eq!(doc["rules"][0]["name"], "notes");
+        assert_eq!(doc["rules"][0]["rules"][0]["match"], "/notes/{id}");
+    }
+
+    #[test]
+    fn a_compile_error_is_degraded_with_its_position_and_not_published() {
+        let r = rule(&GOOD.replace("request.auth != null", "request.auth != null &&"));
+        let evaluation = evaluate(&r);
+        assert!(!evaluation.publishable());
+        let status = desired_status(&r, &evaluation, true, Timestamp::UNIX_EPOCH);
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(degraded.reason, "CompileError");
+        assert!(
+            degraded
+                .message
+                .contains("rules[0] (/notes/{id}) allow.read: line 1, column"),
+            "{}",
+            degraded.message
+        );
+        assert!(status.compiled_hash.is_none());
+        assert_eq!(document(&[Arc::new(r)]), "{\n  \"rules\": []\n}");
+    }
+
+    #[test]
+    fn failing_tests_are_named() {
+        let r = rule(&GOOD.replace("expect: deny", "expect: allow"));
+        let status = desired_status(&r, &evaluate(&r), true, Timestamp::UNIX_EPOCH);
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(degraded.message, "1 of 2 tests failed: anonymous does not");
+        assert_eq!(status.tests.unwrap().failed, 1);
+    }
+
+    #[test]
+    fn without_the_apps_config_map_it_waits() {
+        let r = rule(GOOD);
+        let status = desired_status(&r, &evaluate(&r), false, Timestamp::UNIX_EPOCH);
+        let ready = conditions::find(&status.conditions, READY).unwrap();
+        assert_eq!(ready.reason, "AppNotFound");
+    }
+}
