@@ -433,6 +433,16 @@ async fn fewer_replicas_prune_the_disruption_budget() {
         get::<Deployment>(&client, ns.name(), "web").await.is_some(),
         "only the budget goes"
     );
+
+    // A child deleted by hand comes back: its deletion triggers the App.
+    let services: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let old_uid = services.get("web").await.unwrap().uid();
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("the Service to be recreated", WAIT, || async {
+        let svc = get::<Service>(&client, ns.name(), "web").await?;
+        (svc.uid() != old_uid).then_some(())
+    })
+    .await;
     operator.stop().await.unwrap();
 }
 

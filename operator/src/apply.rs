@@ -1,4 +1,5 @@
-//! Server-side apply and prune, shared by every controller.
+//! Server-side apply, status writes and deletion of stale children, shared
+//! by every controller.
 //!
 //! Apply always uses [`FIELD_MANAGER`] and forces ownership of the fields the
 //! operator sets: the operator is the source of truth for its children. An
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::core::NamespaceResourceScope;
-use kube::runtime::reflector::Store;
+use kube::core::{NamespaceResourceScope, PartialObjectMeta};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,64 +33,53 @@ where
         + Debug,
 {
     let kind = K::kind(&()).to_string();
-    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
-    let namespace = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let (api, name) = api_of(client, obj)?;
     api.patch(&name, &apply_params(), &Patch::Apply(obj))
         .await
         .map_err(|source| Error::Apply { kind, name, source })
 }
 
-/// Deletes every object in `store` of `namespace` whose labels include all of
-/// `selector` and whose name is not in `keep`. Returns the names deleted.
-/// Reads only the cache; a delete is guarded by the object's uid.
-pub async fn prune<K>(
+/// Deletes the object `name` of `namespace` when the cache holds it with all
+/// the labels of `owned_by` — that is, when the operator created it for the
+/// same owner. Returns whether it deleted something. Reads only the cache; the
+/// delete is guarded by the cached uid, so a newer object of the same name
+/// survives.
+pub async fn delete_stale<K>(
     client: &Client,
-    store: &Store<K>,
+    store: &Store<PartialObjectMeta<K>>,
     namespace: &str,
-    selector: &BTreeMap<String, String>,
-    keep: &[&str],
-) -> Result<Vec<String>>
+    name: &str,
+    owned_by: &BTreeMap<String, String>,
+) -> Result<bool>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    let stale: Vec<_> = store
-        .state()
-        .into_iter()
-        .filter(|o| o.namespace().as_deref() == Some(namespace))
-        .filter(|o| selector.iter().all(|(k, v)| o.labels().get(k) == Some(v)))
-        .filter(|o| !keep.contains(&o.name_any().as_str()))
-        .filter(|o| o.meta().deletion_timestamp.is_none())
-        .collect();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let mut deleted = Vec::new();
-    for obj in stale {
-        let name = obj.name_any();
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: obj.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => deleted.push(name),
-            // Already gone, or replaced by a new object with another uid.
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(source) => {
-                return Err(Error::Prune {
-                    kind: K::kind(&()).to_string(),
-                    name,
-                    source,
-                });
-            }
-        }
+    let Some(cached) = store.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(false);
+    };
+    if cached.meta().deletion_timestamp.is_some()
+        || !owned_by.iter().all(|(k, v)| cached.labels().get(k) == Some(v))
+    {
+        return Ok(false);
     }
-    Ok(deleted)
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: cached.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        // Already gone, or replaced by a new object with another uid.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        Err(source) => Err(Error::Prune {
+            kind: K::kind(&()).to_string(),
+            name: name.to_string(),
+            source,
+        }),
+    }
 }
 
 /// Writes `status` through the status subresource of `obj` by server-side
@@ -98,13 +88,7 @@ pub async fn apply_status<K>(client: &Client, obj: &K, status: &impl Serialize) 
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
-    let namespace = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let (api, name) = api_of(client, obj)?;
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -113,4 +97,18 @@ where
     api.patch_status(&name, &apply_params(), &Patch::Apply(&patch))
         .await
         .map_err(Error::Status)
+}
+
+/// The Api of the namespace `obj` names, and its name.
+fn api_of<K>(client: &Client, obj: &K) -> Result<(Api<K>, String)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
+    let namespace = obj
+        .meta()
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    Ok((Api::namespaced(client.clone(), namespace), name))
 }

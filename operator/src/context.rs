@@ -4,15 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use rand::Rng;
-use winky_crds::{App, PromotionPolicy};
+use winky_crds::PromotionPolicy;
 
 use crate::metrics::Metrics;
 
@@ -23,25 +21,15 @@ pub struct Settings {
     pub vault_configured: bool,
 }
 
-/// Reflector caches, so a reconcile never lists.
+/// Reflector caches, so a reconcile never lists. Only what a reconcile reads
+/// is cached; the other children are watched (by metadata) as triggers only.
 #[derive(Clone, Debug)]
 pub struct Stores {
-    /// Apps.
-    pub apps: Store<App>,
-    /// PromotionPolicies.
+    /// PromotionPolicies, to check that the one an App names exists.
     pub policies: Store<PromotionPolicy>,
-    /// Deployments the operator manages.
-    pub deployments: Store<Deployment>,
-    /// Services the operator manages.
-    pub services: Store<Service>,
-    /// ServiceAccounts the operator manages.
-    pub service_accounts: Store<ServiceAccount>,
-    /// ConfigMaps the operator manages.
-    pub config_maps: Store<ConfigMap>,
-    /// NetworkPolicies the operator manages.
-    pub network_policies: Store<NetworkPolicy>,
-    /// PodDisruptionBudgets the operator manages.
-    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    /// Metadata of the PodDisruptionBudgets the operator manages: the one
+    /// child that can stop being desired, so the one that may need deleting.
+    pub pod_disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
 }
 
 /// Shared state of the controllers.

@@ -1,4 +1,4 @@
-//! Wiring: caches, the App controller, leader election and shutdown.
+//! Wiring: caches, the App and Rule controllers, leader election and shutdown.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::core::NamespaceResourceScope;
+use kube::core::{NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -124,14 +124,40 @@ where
     }
 }
 
-/// A cache of the objects of kind `K` the operator manages, and the stream of
-/// their changes that drives it (and triggers the owning App).
-fn managed_children<K>(
+/// The label selector of everything the operator creates.
+fn managed_selector() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+}
+
+/// Changes to the metadata of the objects of kind `K` the operator manages: a
+/// trigger for their owner, with no cache (a reconcile never reads them).
+fn managed_changes<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+{
+    watcher(
+        scoped::<PartialObjectMeta<K>>(client, namespace),
+        managed_selector(),
+    )
+    .default_backoff()
+    .touched_objects()
+}
+
+/// Like [`managed_changes`], plus a cache of that metadata for reconciles to read.
+fn cached_managed_changes<K>(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<PartialObjectMeta<K>>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
 )
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -143,12 +169,45 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let stream = watcher(scoped::<K>(client, namespace), config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let stream = watcher(
+        scoped::<PartialObjectMeta<K>>(client, namespace),
+        managed_selector(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
     (reader, stream)
+}
+
+/// The Event recorder of every controller.
+fn recorder(client: &Client, options: &Options) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "winky-operator".into(),
+            instance: Some(options.identity.clone()),
+        },
+    )
+}
+
+/// Drives a controller's result stream to its end. Reconcile errors are
+/// logged by the error policies; this logs the others.
+async fn drive<T, R, Q>(name: &'static str, results: impl Stream<Item = Result<T, controller::Error<R, Q>>>)
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    info!("{name} controller started");
+    results
+        .for_each(|result| async move {
+            if let Err(e) = result
+                && !matches!(e, controller::Error::ReconcilerFailed(..))
+            {
+                warn!(error = %e, "{name} controller");
+            }
+        })
+        .await;
+    info!("{name} controller stopped");
 }
 
 async fn app_controller(
@@ -158,12 +217,7 @@ async fn app_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = options.namespace.as_deref();
-    let (deployments, deployment_events) = managed_children::<Deployment>(&client, ns);
-    let (services, service_events) = managed_children::<Service>(&client, ns);
-    let (service_accounts, service_account_events) = managed_children::<ServiceAccount>(&client, ns);
-    let (config_maps, config_map_events) = managed_children::<ConfigMap>(&client, ns);
-    let (network_policies, network_policy_events) = managed_children::<NetworkPolicy>(&client, ns);
-    let (pod_disruption_budgets, pdb_events) = managed_children::<PodDisruptionBudget>(&client, ns);
+    let (pod_disruption_budgets, pdb_events) = cached_managed_changes::<PodDisruptionBudget>(&client, ns);
     let (policies, policy_writer) = reflector::store::<PromotionPolicy>();
     let policy_events = watcher(
         Api::<PromotionPolicy>::all(client.clone()),
@@ -179,18 +233,16 @@ async fn app_controller(
     )
     .with_config(controller::Config::default().concurrency(options.concurrency));
     let apps = controller.store();
-    let apps_of_policy = apps.clone();
     let controller = controller
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(service_account_events)
-        .owns_stream(config_map_events)
-        .owns_stream(network_policy_events)
+        .owns_stream(managed_changes::<Deployment>(&client, ns))
+        .owns_stream(managed_changes::<Service>(&client, ns))
+        .owns_stream(managed_changes::<ServiceAccount>(&client, ns))
+        .owns_stream(managed_changes::<ConfigMap>(&client, ns))
+        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns))
         .owns_stream(pdb_events)
         .watches_stream(policy_events, move |policy: PromotionPolicy| {
             let name = policy.name_any();
-            apps_of_policy
-                .state()
+            apps.state()
                 .into_iter()
                 .filter(|a| a.spec.policy.as_deref() == Some(name.as_str()))
                 .map(|a| ObjectRef::from_obj(&*a))
@@ -199,41 +251,17 @@ async fn app_controller(
         .graceful_shutdown_on(stop);
 
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "winky-operator".into(),
-                instance: Some(options.identity.clone()),
-            },
-        ),
+        recorder: recorder(&client, &options),
         client,
         metrics: health.metrics.clone(),
         settings: options.settings.clone(),
         stores: Stores {
-            apps,
             policies,
-            deployments,
-            services,
-            service_accounts,
-            config_maps,
-            network_policies,
             pod_disruption_budgets,
         },
         backoffs: Backoffs::default(),
     });
-    info!("App controller started");
-    controller
-        .run(app::reconcile, app::error_policy, ctx)
-        .for_each(|result| async move {
-            // Reconcile errors are logged by the error policy; these are the others.
-            if let Err(e) = result
-                && !matches!(e, controller::Error::ReconcilerFailed(..))
-            {
-                warn!(error = %e, "App controller");
-            }
-        })
-        .await;
-    info!("App controller stopped");
+    drive("App", controller.run(app::reconcile, app::error_policy, ctx)).await;
 }
 
 async fn rule_controller(
@@ -243,40 +271,26 @@ async fn rule_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = options.namespace.as_deref();
-    let (config_maps, config_map_events) = managed_children::<ConfigMap>(&client, ns);
+    // A second watch of the runtime ConfigMaps, beside the App controller's:
+    // kube-runtime's shared reflectors do not forward deletions, which the
+    // App controller needs to recreate a deleted ConfigMap.
+    let (config_maps, config_map_events) = cached_managed_changes::<ConfigMap>(&client, ns);
     let controller = Controller::new(scoped::<Rule>(&client, ns), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(options.concurrency));
     let rules = controller.store();
     let rules_of = rules.clone();
     let controller = controller
-        .watches_stream(config_map_events, move |cm: ConfigMap| {
+        .watches_stream(config_map_events, move |cm| {
             rule::rules_of_config_map(&rules_of, &cm)
         })
         .graceful_shutdown_on(stop);
     let ctx = Arc::new(RuleContext {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "winky-operator".into(),
-                instance: Some(options.identity.clone()),
-            },
-        ),
+        recorder: recorder(&client, &options),
         client,
         metrics: health.metrics.clone(),
         rules,
         config_maps,
         backoffs: Backoffs::default(),
     });
-    info!("Rule controller started");
-    controller
-        .run(rule::reconcile, rule::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result
-                && !matches!(e, controller::Error::ReconcilerFailed(..))
-            {
-                warn!(error = %e, "Rule controller");
-            }
-        })
-        .await;
-    info!("Rule controller stopped");
+    drive("Rule", controller.run(rule::reconcile, rule::error_policy, ctx)).await;
 }

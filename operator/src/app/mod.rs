@@ -2,7 +2,7 @@
 //!
 //! A reconcile is a pipeline, one module per step:
 //! dereference (read caches) → [`validate`] (pure) → [`build`] (pure) →
-//! apply (server-side apply, prune by label) → [`status`] (pure conditions,
+//! apply (server-side apply, delete what is no longer desired) → [`status`] (pure conditions,
 //! written through the status subresource) → Events for transitions.
 //! Invalid specs set `Degraded` and wait for a change; API errors requeue
 //! with backoff.
@@ -29,7 +29,7 @@ use self::build::Children;
 use self::status::Outcome;
 use self::validate::{Inputs, Plan};
 use crate::MANAGED_BY;
-use crate::apply::{apply, apply_status, prune};
+use crate::apply::{apply, apply_status, delete_stale};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
@@ -120,7 +120,7 @@ async fn dereference(app: &App, ctx: &Context) -> Inputs {
     }
 }
 
-/// Applies every child, prunes what is no longer desired, and returns the
+/// Applies every child, deletes what is no longer desired, and returns the
 /// Deployment as the server holds it.
 async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> Result<Deployment> {
     // Exhaustive on purpose: a new child must be applied here to compile.
@@ -140,34 +140,25 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
         apply(client, &network_policy),
         apply(client, &deployment),
     )?;
-    let pdb_name = match &pod_disruption_budget {
-        Some(pdb) => Some(apply(client, pdb).await?.name_any()),
-        None => None,
-    };
-
-    let selector = [
-        (APP_LABEL.to_string(), plan.name.clone()),
-        (OWNER_KIND_LABEL.to_string(), "App".to_string()),
-        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let ns = plan.target.namespace.as_str();
-    let name = plan.name.as_str();
-    let config_map_name = build::config_map_name(name);
-    let stores = &ctx.stores;
-    let keep_pdb: Vec<&str> = pdb_name.iter().map(String::as_str).collect();
-    let pruned = [
-        prune(client, &stores.deployments, ns, &selector, &[name]).await?,
-        prune(client, &stores.services, ns, &selector, &[name]).await?,
-        prune(client, &stores.service_accounts, ns, &selector, &[name]).await?,
-        prune(client, &stores.config_maps, ns, &selector, &[&config_map_name]).await?,
-        prune(client, &stores.network_policies, ns, &selector, &[name]).await?,
-        prune(client, &stores.pod_disruption_budgets, ns, &selector, &keep_pdb).await?,
-    ]
-    .concat();
-    if !pruned.is_empty() {
-        info!(?pruned, "pruned children that are no longer desired");
+    match &pod_disruption_budget {
+        Some(pdb) => {
+            apply(client, pdb).await?;
+        }
+        None => {
+            // The only child that can stop being desired (replicas dropped to 1).
+            let owned_by = [
+                (APP_LABEL.to_string(), plan.name.clone()),
+                (OWNER_KIND_LABEL.to_string(), "App".to_string()),
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            ]
+            .into_iter()
+            .collect();
+            let ns = plan.target.namespace.as_str();
+            let stores = &ctx.stores;
+            if delete_stale(client, &stores.pod_disruption_budgets, ns, &plan.name, &owned_by).await? {
+                info!("deleted the PodDisruptionBudget: one replica needs none");
+            }
+        }
     }
     Ok(deployment)
 }

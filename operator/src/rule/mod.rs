@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -46,8 +47,8 @@ pub struct RuleContext {
     pub metrics: Arc<Metrics>,
     /// Every Rule in scope.
     pub rules: Store<Rule>,
-    /// Runtime ConfigMaps the operator manages.
-    pub config_maps: Store<ConfigMap>,
+    /// Metadata of the runtime ConfigMaps the operator manages.
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// Retry delays of failing Rules.
     pub backoffs: Backoffs,
 }
@@ -141,7 +142,10 @@ fn siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Vec<Arc<R
 }
 
 /// The Rules to reconcile when the runtime ConfigMap of an App changes.
-pub fn rules_of_config_map(rules: &Store<Rule>, config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
+pub fn rules_of_config_map(
+    rules: &Store<Rule>,
+    config_map: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<Rule>> {
     let Some(app) = config_map.labels().get(winky_crds::keys::APP_LABEL) else {
         return Vec::new();
     };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -48,7 +49,7 @@ pub fn evaluate(rule: &Rule) -> Evaluation {
 }
 
 /// Reference of the runtime ConfigMap of `app` in `namespace`.
-pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<ConfigMap> {
+pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<PartialObjectMeta<ConfigMap>> {
     ObjectRef::new(&config_map_name(app)).within(namespace)
 }
 
