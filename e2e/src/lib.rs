@@ -16,10 +16,12 @@ mod certs;
 mod controlplane;
 mod operator;
 mod process;
+mod wait;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
 pub use operator::{InProcessOperator, metric_value, operator_binary};
 pub use process::Component;
+pub use wait::eventually;
 
 use std::path::PathBuf;
 

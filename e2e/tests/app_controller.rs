@@ -15,7 +15,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use winky_crds::{App, PromotionPolicy};
-use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,25 +47,6 @@ fn app(name: &str, replicas: i32, image: &str) -> App {
         },
     }))
     .unwrap()
-}
-
-/// Polls `check` until it returns `Some` or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>

@@ -2,30 +2,15 @@
 //! status, publication into the App's runtime ConfigMap next to the App
 //! controller's key (one owner per field), unpublication on delete.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use winky_crds::{App, Rule};
-use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn setup(prefix: &str) -> (Client, TestNamespace, InProcessOperator) {
     let cp = ControlPlane::shared();
@@ -97,7 +82,7 @@ async fn rules_are_tested_published_beside_the_app_config_and_unpublished_on_del
         .await
         .unwrap();
 
-    let published = eventually("the Rule to be published", || async {
+    let published = eventually("the Rule to be published", WAIT, || async {
         let r = rules.get("owners").await.ok()?;
         let (status, reason, _) = condition(&r, "Ready")?;
         (status == "True").then_some((r, reason))
@@ -113,7 +98,7 @@ async fn rules_are_tested_published_beside_the_app_config_and_unpublished_on_del
         (2, 0)
     );
     assert!(status.compiled_hash.is_some());
-    let doc = eventually("rules.json", || rules_json(&cms)).await;
+    let doc = eventually("rules.json", WAIT, || rules_json(&cms)).await;
     assert_eq!(published_names(&doc), ["owners"]);
 
     // One owner per field: each controller owns its own key.
@@ -143,7 +128,7 @@ async fn rules_are_tested_published_beside_the_app_config_and_unpublished_on_del
     apps.patch("notes", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    eventually("the App's new runtime.json", || async {
+    eventually("the App's new runtime.json", WAIT, || async {
         let cm = cms.get("notes-runtime").await.ok()?;
         let runtime: serde_json::Value = serde_json::from_str(cm.data.as_ref()?.get("runtime.json")?).ok()?;
         let app = apps.get("notes").await.ok()?;
@@ -161,7 +146,7 @@ async fn rules_are_tested_published_beside_the_app_config_and_unpublished_on_del
         .create(&PostParams::default(), &rule("broken", "request.auth != null &&"))
         .await
         .unwrap();
-    let (_, reason, message) = eventually("the broken Rule to be Degraded", || async {
+    let (_, reason, message) = eventually("the broken Rule to be Degraded", WAIT, || async {
         let r = rules.get("broken").await.ok()?;
         condition(&r, "Degraded").filter(|(s, _, _)| s == "True")
     })
@@ -175,7 +160,7 @@ async fn rules_are_tested_published_beside_the_app_config_and_unpublished_on_del
 
     // Deleting a Rule unpublishes it before it goes.
     rules.delete("owners", &DeleteParams::default()).await.unwrap();
-    eventually("the deleted Rule to be unpublished and gone", || async {
+    eventually("the deleted Rule to be unpublished and gone", WAIT, || async {
         let doc = rules_json(&cms).await?;
         let gone = rules.get_opt("owners").await.ok()?.is_none();
         (published_names(&doc).is_empty() && gone).then_some(())
@@ -193,13 +178,13 @@ async fn a_rule_waits_for_its_app_and_is_published_when_it_appears() {
         .create(&PostParams::default(), &rule("early", "request.auth != null"))
         .await
         .unwrap();
-    let (_, reason, _) = eventually("the Rule to wait for its App", || async {
+    let (_, reason, _) = eventually("the Rule to wait for its App", WAIT, || async {
         condition(&rules.get("early").await.ok()?, "Ready")
     })
     .await;
     assert_eq!(reason, "AppNotFound");
     apps.create(&PostParams::default(), &app()).await.unwrap();
-    eventually("the Rule to be published once the App exists", || async {
+    eventually("the Rule to be published once the App exists", WAIT, || async {
         let (status, reason, _) = condition(&rules.get("early").await.ok()?, "Ready")?;
         (status == "True" && reason == "Published").then_some(())
     })
