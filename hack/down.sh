@@ -15,7 +15,7 @@ fi
 rm -f "$dev/pid" "$dev/ready"
 # The components stop when winky-dev does; wait for them too.
 for _ in $(seq 1 50); do
-  pgrep -f -- "--kubeconfig=$PWD/$dev/run-" >/dev/null 2>&1 || pgrep -f -- "$PWD/$dev/run-" >/dev/null 2>&1 || { echo "down: stopped"; exit 0; }
+  pgrep -f -- "$PWD/$dev/run-" >/dev/null 2>&1 || { echo "down: stopped"; exit 0; }
   sleep 0.2
 done
 echo "down: processes remain:" >&2

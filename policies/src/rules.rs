@@ -76,6 +76,13 @@ fn method_name(method: Method) -> &'static str {
     }
 }
 
+fn decision_name(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+    }
+}
+
 fn group(method: Method) -> &'static str {
     match method {
         Method::Get | Method::List => "read",
@@ -192,10 +199,11 @@ impl RuleSet {
                     passed,
                     message: (!passed).then(|| {
                         format!(
-                            "expected {:?}, got {:?}: {}",
-                            t.expect, outcome.decision, outcome.reason
+                            "expected {}, got {}: {}",
+                            decision_name(t.expect),
+                            decision_name(outcome.decision),
+                            outcome.reason
                         )
-                        .to_lowercase()
                     }),
                 }
             })

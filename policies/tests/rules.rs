@@ -111,3 +111,17 @@ fn an_evaluation_error_denies_and_says_why() {
     assert_eq!(outcome.decision, Decision::Deny);
     assert!(outcome.reason.contains("failed"), "{}", outcome.reason);
 }
+
+#[test]
+fn a_failing_test_says_what_was_expected_and_keeps_the_rule_path_as_written() {
+    let spec = spec(
+        "app: notes\nrules:\n  - match: /notes/{noteId}\n    allow: {read: \"false\"}\ntests:\n  - {name: reads, request: {method: get, path: /notes/1}, expect: allow}\n",
+    );
+    let summary = RuleSet::compile(&spec).unwrap().run_tests(&spec.tests);
+    let message = summary.results[0].message.clone().unwrap();
+    assert!(message.starts_with("expected allow, got deny: "), "{message}");
+    assert!(
+        message.contains("/notes/{noteId} allow.read is false"),
+        "{message}"
+    );
+}
