@@ -180,7 +180,7 @@ pub struct SloGate {
 #[serde(rename_all = "camelCase")]
 pub struct RollbackSpec {
     /// Roll the stage back to the previous revision when an SLO is breached.
-    #[serde(default)]
+    #[serde(default, rename = "onSLOBreach")]
     pub on_slo_breach: bool,
     /// How long after promotion the SLOs are watched (`30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,11 +57,7 @@ fn invalid_resources_are_rejected_with_a_clear_message() {
         ("gitsource-agent-branch.yaml", "never an agent's winky/ branch"),
     ];
     let dir = workspace_root().join("e2e/tests/invalid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    files.sort();
+    let files = yaml_files(&["e2e/tests/invalid"]);
     assert_eq!(
         files.len(),
         cases.len(),
@@ -96,13 +92,12 @@ fn the_crds_examples_and_default_policies_pass_a_server_side_dry_run() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     // The examples create their own namespaces, which a dry run does not
     // persist: create them first.
-    let examples = workspace_root().join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&examples)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
+    let files = yaml_files(&["examples", "policies/defaults", "policies/defaults/rules"]);
+    let dirs_seen = |dir: &str| files.iter().any(|f| f.parent().is_some_and(|p| p.ends_with(dir)));
+    assert!(
+        dirs_seen("examples") && dirs_seen("defaults") && dirs_seen("rules"),
+        "{files:?}"
+    );
     for file in files {
         let yaml = std::fs::read_to_string(&file).unwrap();
         for doc in yaml.split("\n---") {
@@ -114,4 +109,16 @@ fn the_crds_examples_and_default_policies_pass_a_server_side_dry_run() {
         let out = apply(cp, None, &yaml, true).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(out.contains("(server dry run)"), "{out}");
     }
+}
+
+/// The `.yaml` files directly in these directories of the workspace, sorted.
+fn yaml_files(dirs: &[&str]) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = dirs
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(workspace_root().join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
 }

@@ -33,6 +33,16 @@ fn the_default_promotion_policy_compiles_and_never_counts_authors_or_agents() {
     let policy: PromotionPolicy = serde_saphyr::from_str(&text).unwrap();
     let stages: Vec<&str> = policy.spec.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(stages, ["preview", "staging", "production"]);
+    // serde skips unknown fields: check the file's spelling reached the types.
+    let production = &policy.spec.stages[2];
+    assert!(
+        production.rollback.as_ref().is_some_and(|r| r.on_slo_breach),
+        "rollback.onSLOBreach"
+    );
+    assert_eq!(
+        production.gates.slo.as_ref().and_then(|s| s.observe.as_deref()),
+        Some("staging")
+    );
     let pattern = &policy.spec.agents.branch_pattern;
     assert_eq!(pattern, winky_crds::policy::DEFAULT_BRANCH_PATTERN);
 
