@@ -1,0 +1,310 @@
+//! The command line: `winky propose`, `winky branch-name`, `winky redact`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::branch::{BranchName, ChangeType};
+use crate::generate;
+use crate::git::{Credentials, Repo};
+use crate::github::{self, GitHubConfig};
+use crate::planner::Planner;
+use crate::planner::offline::OfflinePlanner;
+use crate::planner::openai::{OpenAiConfig, OpenAiPlanner};
+use crate::propose::{self, ProposeOptions};
+use crate::redact::Redactor;
+
+/// Winky's agent CLI: from a plain-English prompt to a checked, draft pull request
+/// on a `winky/<type>-<words>-<id>` branch. It never pushes anywhere else, never
+/// force-pushes, never approves, and never lets a secret from the prompt through.
+#[derive(Debug, Parser)]
+#[command(name = "winky", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan, generate and check an app from a prompt, then open a draft pull request.
+    ///
+    /// Steps, each printed as it runs: redact the prompt, plan, generate App/Function/Rule
+    /// manifests, run every Rule test (and a server-side dry run when a kubeconfig is
+    /// available), preview the files and diff, then commit on a new winky/ branch, push it
+    /// and open a draft pull request. Every step is appended to the audit log.
+    ///
+    /// Example:
+    ///   winky propose "A notes app with email login, markdown editor, tags, and images"
+    ///   winky propose --dry-run "Chat app with rooms, messages, and push notifications"
+    #[command(verbatim_doc_comment)]
+    Propose(Box<ProposeArgs>),
+    /// Print the branch `winky propose` would use for a prompt.
+    BranchName(BranchNameArgs),
+    /// Redact secret-shaped content from text (an argument, or stdin with `-`) and
+    /// report what was found: rule, line and column, never the value.
+    Redact {
+        /// The text, or `-` to read standard input.
+        text: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BranchNameArgs {
+    /// The prompt, or `-` to read standard input.
+    pub prompt: String,
+    /// Conventional-commit type, which is also the branch prefix.
+    #[arg(long = "type", value_enum, default_value_t = ChangeType::Feat)]
+    pub change: ChangeType,
+    /// Another seed gives another branch id for the same prompt.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlannerKind {
+    /// Deterministic, no network: maps the prompt's features to a plan.
+    Offline,
+    /// An OpenAI-compatible chat-completions endpoint with JSON-schema output.
+    Openai,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// What to build, in plain English, or `-` to read standard input.
+    pub prompt: String,
+    /// A checkout of the app repository (default: the current directory).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Conventional-commit type of the change; also the branch prefix.
+    #[arg(long = "type", value_enum, default_value_t = ChangeType::Feat)]
+    pub change: ChangeType,
+    /// Same prompt and seed give the same files and branch; another seed gives another branch.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use this branch name instead of the generated one; it must match
+    /// ^winky/(feat|fix|chore|refactor|docs|test|perf)-<1 to 5 words>-<6+ hex>$.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Stop after the preview: nothing is committed, pushed or opened.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The git remote to push to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// Directory of the repository that holds the manifests; the app goes to <DIR>/<app>/.
+    #[arg(long, default_value = "deploy")]
+    pub dir: String,
+    /// Registry prefix for the app's and functions' images.
+    #[arg(long, default_value = "registry.local")]
+    pub registry: String,
+    /// The PromotionPolicy the App follows.
+    #[arg(long, default_value = "default")]
+    pub policy: String,
+
+    /// Which planner turns the prompt into a plan.
+    #[arg(long, value_enum, default_value_t = PlannerKind::Offline, help_heading = "Planning")]
+    pub planner: PlannerKind,
+    /// Base URL of the OpenAI-compatible API, up to the version (`…/v1`).
+    #[arg(
+        long,
+        env = "WINKY_OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1",
+        help_heading = "Planning"
+    )]
+    pub openai_base_url: String,
+    /// Model name sent to the provider.
+    #[arg(
+        long,
+        env = "WINKY_OPENAI_MODEL",
+        default_value = "gpt-4o-mini",
+        help_heading = "Planning"
+    )]
+    pub openai_model: String,
+    /// API key of the provider. Prefer the environment variable: flags show in process lists.
+    #[arg(
+        long,
+        env = "WINKY_OPENAI_API_KEY",
+        hide_env_values = true,
+        help_heading = "Planning"
+    )]
+    pub openai_api_key: Option<String>,
+    /// Seconds to wait for the provider.
+    #[arg(long, default_value_t = 120, help_heading = "Planning")]
+    pub openai_timeout: u64,
+
+    /// Kubeconfig for the server-side dry run (default: $KUBECONFIG or ~/.kube/config when present).
+    #[arg(long, help_heading = "Checks")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Do not dry-run the manifests against a cluster even when a kubeconfig is present.
+    #[arg(long, help_heading = "Checks")]
+    pub no_server_check: bool,
+
+    /// GitHub API base URL (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "WINKY_GITHUB_API",
+        default_value = "https://api.github.com",
+        help_heading = "Publishing"
+    )]
+    pub github_api: String,
+    /// The repository as OWNER/NAME (default: from the remote's github.com URL).
+    #[arg(long, help_heading = "Publishing")]
+    pub github_repo: Option<String>,
+    /// Who the audit log names as the actor.
+    #[arg(
+        long,
+        env = "WINKY_ACTOR",
+        default_value = "winky-agent",
+        help_heading = "Publishing"
+    )]
+    pub actor: String,
+    /// The audit log (JSON lines, appended).
+    #[arg(long, env = "WINKY_AUDIT_LOG", help_heading = "Publishing")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Tokens come from the environment only, never from flags or files.
+const GITHUB_TOKEN_VARS: [&str; 2] = ["WINKY_GITHUB_TOKEN", "GITHUB_TOKEN"];
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn read_arg(text: &str) -> anyhow::Result<String> {
+    if text == "-" {
+        let mut buffer = String::new();
+        std::io::stdin().read_to_string(&mut buffer)?;
+        Ok(buffer)
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::BranchName(args) => {
+            let prompt = Redactor::builtin().redact(&read_arg(&args.prompt)?).text;
+            println!("{}", BranchName::for_prompt(&prompt, args.change, args.seed));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Redact { text } => {
+            let redacted = Redactor::builtin().redact(&read_arg(&text)?);
+            print!("{}", redacted.text);
+            if !redacted.text.ends_with('\n') {
+                println!();
+            }
+            for finding in &redacted.findings {
+                eprintln!("redacted {finding}: {}", finding.description);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Propose(args) => propose_command(*args).await,
+    }
+}
+
+async fn kube_client(args: &ProposeArgs) -> anyhow::Result<Option<kube::Client>> {
+    if args.no_server_check {
+        return Ok(None);
+    }
+    let path = args
+        .kubeconfig
+        .clone()
+        .or_else(|| env_nonempty("KUBECONFIG").map(PathBuf::from))
+        .or_else(|| {
+            let default = PathBuf::from(std::env::var_os("HOME")?).join(".kube/config");
+            default.exists().then_some(default)
+        });
+    let Some(path) = path else { return Ok(None) };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?;
+    Ok(Some(kube::Client::try_from(config)?))
+}
+
+async fn propose_command(args: ProposeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let prompt = read_arg(&args.prompt)?;
+    let planner: Box<dyn Planner> = match args.planner {
+        PlannerKind::Offline => Box::new(OfflinePlanner),
+        PlannerKind::Openai => Box::new(OpenAiPlanner::new(OpenAiConfig {
+            base_url: args.openai_base_url.clone(),
+            model: args.openai_model.clone(),
+            api_key: args.openai_api_key.clone(),
+            timeout: Duration::from_secs(args.openai_timeout),
+        })?),
+    };
+    let token = GITHUB_TOKEN_VARS.iter().find_map(|name| env_nonempty(name));
+    let github = if args.dry_run && token.is_none() {
+        None
+    } else {
+        let spec = match &args.github_repo {
+            Some(spec) => spec.clone(),
+            None => Repo::open(&args.repo)?.remote_url(&args.remote)?,
+        };
+        let (owner, repo) = github::parse_repository(&spec)?;
+        match token.clone() {
+            Some(token) => Some(GitHubConfig {
+                api_url: args.github_api.clone(),
+                owner,
+                repo,
+                token,
+            }),
+            None => None,
+        }
+    };
+    let git_credentials = Credentials {
+        username: env_nonempty("WINKY_GIT_USERNAME").unwrap_or_default(),
+        token: env_nonempty("WINKY_GIT_TOKEN").or(token),
+    };
+    let options = ProposeOptions {
+        prompt,
+        repo: args.repo.clone(),
+        change: args.change,
+        seed: args.seed,
+        branch: args.branch.clone(),
+        dry_run: args.dry_run,
+        remote: args.remote.clone(),
+        planner,
+        kube: kube_client(&args).await?,
+        github,
+        git_credentials,
+        generate: generate::Options {
+            dir: args.dir.clone(),
+            registry: args.registry.clone(),
+            policy: args.policy.clone(),
+        },
+        audit_log: args.audit_log.clone().unwrap_or_else(crate::audit::default_path),
+        actor: args.actor.clone(),
+    };
+    match propose::propose(options).await {
+        Ok(proposal) => {
+            if let Some(pull) = &proposal.pull_request {
+                println!("{}", pull.url);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(propose::ProposeError::Refused(reason)) => {
+            eprintln!("winky: refused: {reason}");
+            Ok(std::process::ExitCode::from(3))
+        }
+        Err(e) => {
+            eprintln!("winky: {e}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
