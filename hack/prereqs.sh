@@ -23,6 +23,21 @@ else
   missing+=("Go 1.21 or newer: apt-get install golang-go, or https://go.dev/doc/install")
 fi
 
+# git (the agent's tests run a real `git daemon`), and what git2 builds
+# libgit2 with: pkg-config and OpenSSL's headers.
+need_apt=()
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if ! pkg-config --exists openssl 2>/dev/null; then need_apt+=(libssl-dev); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "prereqs: installing ${need_apt[*]} from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    missing+=("${need_apt[*]}: apt-get install ${need_apt[*]}")
+  fi
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: missing:" >&2
   printf '  - %s\n' "${missing[@]}" >&2

@@ -389,7 +389,7 @@ pub fn kubernetes_bin_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -14,12 +14,15 @@
 
 mod certs;
 mod controlplane;
+pub mod git;
+pub mod github;
+pub mod openai;
 mod operator;
 mod process;
 mod wait;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
-pub use operator::{InProcessOperator, metric_value, operator_binary};
+pub use operator::{InProcessOperator, metric_value, operator_binary, workspace_binary};
 pub use process::Component;
 pub use wait::eventually;
 

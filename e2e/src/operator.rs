@@ -81,17 +81,23 @@ pub fn metric_value(exposition: &str, sample: &str) -> f64 {
 
 /// Path of the `winky-operator` binary built next to the test binary.
 pub fn operator_binary() -> Result<PathBuf> {
+    workspace_binary("winky-operator")
+}
+
+/// Path of a binary of the workspace (`winky`, `winky-operator`) built next to
+/// the test binary; `make test` builds them all first.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> → target/<profile>/winky-operator
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from);
     let candidates = [
-        profile_dir.map(|d| d.join("winky-operator")),
-        Some(workspace_root().join("target/debug/winky-operator")),
+        profile_dir.map(|d| d.join(name)),
+        Some(workspace_root().join("target/debug").join(name)),
     ];
     for path in candidates.into_iter().flatten() {
         if path.is_file() {
             return Ok(path);
         }
     }
-    bail!("the winky-operator binary is not built: run `cargo build -p winky-operator` (make test does)")
+    bail!("the {name} binary is not built: run `cargo build --workspace --bins` (make test does)")
 }
