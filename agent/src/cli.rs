@@ -15,6 +15,7 @@ use crate::planner::offline::OfflinePlanner;
 use crate::planner::openai::{OpenAiConfig, OpenAiPlanner};
 use crate::propose::{self, ProposeOptions};
 use crate::redact::Redactor;
+use crate::secrets::Secrets;
 
 /// Winky's agent CLI: from a plain-English prompt to a checked, draft pull request
 /// on a `winky/<type>-<words>-<id>` branch. It never pushes anywhere else, never
@@ -38,6 +39,13 @@ pub enum Command {
     /// Example:
     ///   winky propose "A notes app with email login, markdown editor, tags, and images"
     ///   winky propose --dry-run "Chat app with rooms, messages, and push notifications"
+    ///
+    /// Credentials, from the environment only:
+    ///   WINKY_GITHUB_TOKEN (or GITHUB_TOKEN)  opens the pull request; pushes unless WINKY_GIT_TOKEN is set
+    ///   WINKY_GIT_TOKEN, WINKY_GIT_USERNAME    push credentials (username defaults to x-access-token)
+    ///   WINKY_OPENAI_API_KEY                   the provider's key for --planner openai
+    /// Any of them may hold a Vault reference instead, vault:<mount>/<path>#<key> (KV v2),
+    /// read with VAULT_TOKEN from VAULT_ADDR.
     #[command(verbatim_doc_comment)]
     Propose(Box<ProposeArgs>),
     /// Print the branch `winky propose` would use for a prompt.
@@ -122,7 +130,8 @@ pub struct ProposeArgs {
         help_heading = "Planning"
     )]
     pub openai_model: String,
-    /// API key of the provider. Prefer the environment variable: flags show in process lists.
+    /// API key of the provider, or a Vault reference `vault:<mount>/<path>#<key>`.
+    /// Prefer the environment variable: flags show in process lists.
     #[arg(
         long,
         env = "WINKY_OPENAI_API_KEY",
@@ -165,7 +174,8 @@ pub struct ProposeArgs {
     pub audit_log: Option<PathBuf>,
 }
 
-/// Tokens come from the environment only, never from flags or files.
+/// Tokens come from the environment (the value, or a `vault:` reference),
+/// never from flags or files.
 const GITHUB_TOKEN_VARS: [&str; 2] = ["WINKY_GITHUB_TOKEN", "GITHUB_TOKEN"];
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -228,16 +238,19 @@ async fn kube_client(args: &ProposeArgs) -> anyhow::Result<Option<kube::Client>>
 
 async fn propose_command(args: ProposeArgs) -> anyhow::Result<std::process::ExitCode> {
     let prompt = read_arg(&args.prompt)?;
+    let mut secrets = Secrets::default();
     let planner: Box<dyn Planner> = match args.planner {
         PlannerKind::Offline => Box::new(OfflinePlanner),
         PlannerKind::Openai => Box::new(OpenAiPlanner::new(OpenAiConfig {
             base_url: args.openai_base_url.clone(),
             model: args.openai_model.clone(),
-            api_key: args.openai_api_key.clone(),
+            api_key: secrets.resolve_opt(args.openai_api_key.clone()).await?,
             timeout: Duration::from_secs(args.openai_timeout),
         })?),
     };
-    let token = GITHUB_TOKEN_VARS.iter().find_map(|name| env_nonempty(name));
+    let token = secrets
+        .resolve_opt(GITHUB_TOKEN_VARS.iter().find_map(|name| env_nonempty(name)))
+        .await?;
     let github = if args.dry_run && token.is_none() {
         None
     } else {
@@ -258,7 +271,10 @@ async fn propose_command(args: ProposeArgs) -> anyhow::Result<std::process::Exit
     };
     let git_credentials = Credentials {
         username: env_nonempty("WINKY_GIT_USERNAME").unwrap_or_default(),
-        token: env_nonempty("WINKY_GIT_TOKEN").or(token),
+        token: secrets
+            .resolve_opt(env_nonempty("WINKY_GIT_TOKEN"))
+            .await?
+            .or(token),
     };
     let options = ProposeOptions {
         prompt,

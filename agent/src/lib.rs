@@ -22,3 +22,4 @@ pub mod planner;
 pub mod preview;
 pub mod propose;
 pub mod redact;
+pub mod secrets;

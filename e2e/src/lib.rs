@@ -19,6 +19,7 @@ pub mod github;
 pub mod openai;
 mod operator;
 mod process;
+pub mod vault;
 mod wait;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};

@@ -14,6 +14,7 @@ use winky_agent::planner::offline;
 use winky_e2e::git::{GitServer, git};
 use winky_e2e::github::{GitHubDouble, validate_exchanges};
 use winky_e2e::openai::ChatCompletionsServer;
+use winky_e2e::vault::OpenBao;
 use winky_e2e::{ControlPlane, workspace_binary, workspace_root};
 
 const PROMPTS: [&str; 3] = [
@@ -548,4 +549,74 @@ async fn the_openai_planner_speaks_chat_completions_and_sees_only_the_redacted_p
         run.stderr
     );
     assert!(!run.stderr.contains("sk-wrong"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_can_come_from_vault() {
+    let f = Fixture::new("vault").await;
+    let bao = OpenBao::start(&f.dir).unwrap();
+    bao.put("winky/github", &[("token", GITHUB_TOKEN)]).unwrap();
+    let with_reference = |reference: &'static str| {
+        let mut env = f.env().to_vec();
+        env[0] = ("WINKY_GITHUB_TOKEN", reference);
+        env.push(("VAULT_ADDR", bao.address()));
+        env.push(("VAULT_TOKEN", bao.token()));
+        env
+    };
+    let args = [
+        "propose",
+        "--github-repo",
+        "acme/notes",
+        "--no-server-check",
+        "A notes app with tags",
+    ];
+
+    let run = winky(
+        &f.checkout,
+        &args,
+        &with_reference("vault:secret/winky/github#token"),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let exchanges = f.github.exchanges();
+    assert!(!exchanges.is_empty());
+    assert!(
+        exchanges
+            .iter()
+            .all(|e| e.authorization.as_deref() == Some(&format!("Bearer {GITHUB_TOKEN}")))
+    );
+    assert_eq!(f.github.pulls().len(), 1);
+    assert!(
+        !run.stderr.contains(GITHUB_TOKEN)
+            && !std::fs::read_to_string(&f.audit).unwrap().contains(GITHUB_TOKEN)
+    );
+
+    // A reference to nothing is a clear error naming the reference, and nothing happens.
+    let refs = git(&f.dir, &["--git-dir", f.bare.to_str().unwrap(), "for-each-ref"]).unwrap();
+    let run = winky(
+        &f.checkout,
+        &[&args[..4], &["--seed", "2", "A notes app with tags"]].concat(),
+        &with_reference("vault:secret/winky/missing#token"),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("reading vault:secret/winky/missing#token from Vault"),
+        "{}",
+        run.stderr
+    );
+    let run = winky(
+        &f.checkout,
+        &[&args[..4], &["--seed", "2", "A notes app with tags"]].concat(),
+        &with_reference("vault:secret/winky/github#nope"),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("has no key \"nope\""), "{}", run.stderr);
+    assert_eq!(
+        git(&f.dir, &["--git-dir", f.bare.to_str().unwrap(), "for-each-ref"]).unwrap(),
+        refs
+    );
+    assert_eq!(f.github.pulls().len(), 1);
 }
