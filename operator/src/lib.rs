@@ -21,11 +21,13 @@ pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod function;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod rule;
 pub mod run;
+pub mod workload;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "winky-operator";

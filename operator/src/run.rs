@@ -1,4 +1,4 @@
-//! Wiring: caches, the App and Rule controllers, leader election and shutdown.
+//! Wiring: caches, the App, Rule and Function controllers, leader election and shutdown.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -20,9 +21,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use winky_crds::keys::MANAGED_BY_LABEL;
-use winky_crds::{App, PromotionPolicy, Rule};
+use winky_crds::{App, Function, PromotionPolicy, Rule};
 
 use crate::context::{Backoffs, Context, Settings, Stores};
+use crate::function::{self, FunctionContext};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::rule::{self, RuleContext};
@@ -79,7 +81,15 @@ pub async fn run(
             health.clone(),
             stop(stop_rx.clone()),
         ),
-        rule_controller(client.clone(), options.clone(), health.clone(), stop(stop_rx)),
+        futures::future::join(
+            rule_controller(
+                client.clone(),
+                options.clone(),
+                health.clone(),
+                stop(stop_rx.clone()),
+            ),
+            function_controller(client.clone(), options.clone(), health.clone(), stop(stop_rx)),
+        ),
     );
     let mut controller = tokio::spawn(async move {
         controllers.await;
@@ -293,4 +303,59 @@ async fn rule_controller(
         backoffs: Backoffs::default(),
     });
     drive("Rule", controller.run(rule::reconcile, rule::error_policy, ctx)).await;
+}
+
+async fn function_controller(
+    client: Client,
+    options: Options,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = options.namespace.as_deref();
+    // Its own caches of the workloads (the App controller watches them by
+    // metadata without a cache): a changed trigger deletes the old workload.
+    let (deployments, deployment_events) = cached_managed_changes::<Deployment>(&client, ns);
+    let (services, service_events) = cached_managed_changes::<Service>(&client, ns);
+    let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns);
+    let (apps, app_writer) = reflector::store::<App>();
+    let app_events = watcher(
+        scoped::<App>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(app_writer)
+    .touched_objects();
+
+    let controller = Controller::new(
+        scoped::<Function>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(controller::Config::default().concurrency(options.concurrency));
+    let functions = controller.store();
+    let controller = controller
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(cron_job_events)
+        .owns_stream(managed_changes::<ServiceAccount>(&client, ns))
+        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns))
+        .watches_stream(app_events, move |app: App| {
+            function::functions_of_app(&functions, &app)
+        })
+        .graceful_shutdown_on(stop);
+    let ctx = Arc::new(FunctionContext {
+        recorder: recorder(&client, &options),
+        client,
+        metrics: health.metrics.clone(),
+        settings: options.settings.clone(),
+        apps,
+        deployments,
+        services,
+        cron_jobs,
+        backoffs: Backoffs::default(),
+    });
+    drive(
+        "Function",
+        controller.run(function::reconcile, function::error_policy, ctx),
+    )
+    .await;
 }

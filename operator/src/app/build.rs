@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -28,9 +26,9 @@ use winky_crds::keys::{
 
 use super::validate::Plan;
 use crate::MANAGED_BY;
+use crate::workload::{self, env_value};
 
-/// UID and GID the App's container runs as (the "nonroot" user of distroless images).
-pub const RUN_AS: i64 = 65532;
+pub use crate::workload::RUN_AS;
 /// Default CPU limit when the App sets none.
 pub const DEFAULT_CPU: &str = "250m";
 /// Default memory limit when the App sets none.
@@ -130,23 +128,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
         env_value("PORT", &spec.port.to_string()),
     ];
     env.extend(spec.env.iter().map(|e| env_value(&e.name, &e.value)));
-    env.extend(spec.secrets.iter().filter_map(|s| {
-        // Vault references are resolved into a Secret by the Vault integration;
-        // validation refuses them while no Vault is configured.
-        let r = s.secret_key_ref.as_ref()?;
-        Some(EnvVar {
-            name: s.name.clone(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: r.name.clone(),
-                    key: r.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        })
-    }));
+    env.extend(workload::secret_env(&spec.secrets));
 
     let probe = |path: &Option<String>, failure_threshold: i32| {
         path.as_ref().map(|p| Probe {
@@ -162,6 +144,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
     };
     let probes = spec.probes.clone().unwrap_or_default();
 
+    let (tmp_volume, tmp_mount) = workload::tmp_volume();
     let container = Container {
         name: "app".into(),
         image: Some(spec.image.clone()),
@@ -184,16 +167,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
         }),
         liveness_probe: probe(&probes.liveness, 3),
         readiness_probe: probe(&probes.readiness, 1),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(workload::container_security_context()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "runtime".into(),
@@ -201,11 +175,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
+            tmp_mount,
         ]),
         ..Container::default()
     };
@@ -240,17 +210,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                     service_account_name: Some(plan.name.clone()),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS),
-                        run_as_group: Some(RUN_AS),
-                        fs_group: Some(RUN_AS),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(workload::pod_security_context()),
                     containers: vec![container],
                     volumes: Some(vec![
                         Volume {
@@ -261,14 +221,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                             }),
                             ..Volume::default()
                         },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                size_limit: Some(Quantity("64Mi".into())),
-                                ..EmptyDirVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
+                        tmp_volume,
                     ]),
                     ..PodSpec::default()
                 }),
@@ -276,14 +229,6 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
             ..DeploymentSpec::default()
         }),
         status: None,
-    }
-}
-
-fn env_value(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
     }
 }
 
@@ -370,48 +315,8 @@ pub fn network_policy(plan: &Plan<'_>) -> NetworkPolicy {
         }
         Some(peers)
     };
-    let dns = NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "kubernetes.io/metadata.name".to_string(),
-                    "kube-system".to_string(),
-                )])),
-                ..LabelSelector::default()
-            }),
-            ..NetworkPolicyPeer::default()
-        }]),
-        ports: Some(
-            ["UDP", "TCP"]
-                .into_iter()
-                .map(|protocol| NetworkPolicyPort {
-                    port: Some(IntOrString::Int(53)),
-                    protocol: Some(protocol.into()),
-                    ..NetworkPolicyPort::default()
-                })
-                .collect(),
-        ),
-    };
-    let mut egress = vec![dns];
-    egress.extend(spec.egress.iter().map(|rule| NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: rule.cidr.clone(),
-                except: None,
-            }),
-            ..NetworkPolicyPeer::default()
-        }]),
-        ports: (!rule.ports.is_empty()).then(|| {
-            rule.ports
-                .iter()
-                .map(|p| NetworkPolicyPort {
-                    port: Some(IntOrString::Int(*p)),
-                    protocol: Some("TCP".into()),
-                    ..NetworkPolicyPort::default()
-                })
-                .collect()
-        }),
-    }));
+    let mut egress = vec![workload::dns_egress()];
+    egress.extend(workload::cidr_egress(&spec.egress));
     NetworkPolicy {
         metadata: metadata(plan, plan.name.clone()),
         spec: Some(NetworkPolicySpec {

@@ -84,27 +84,35 @@ pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
                 ConditionSpec::new(DEGRADED, true, reason, message),
             ]
         }
-        Outcome::Applied { deployment, .. } => match rollout(deployment) {
-            Rollout::Complete => {
-                let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let message = format!("{desired}/{desired} replicas available");
-                vec![
-                    ConditionSpec::new(READY, true, "Available", message.clone()),
-                    ConditionSpec::new(PROGRESSING, false, "RolloutComplete", message),
-                    ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
-                ]
-            }
-            Rollout::InProgress(message) => vec![
-                ConditionSpec::new(READY, false, "RolloutInProgress", message.clone()),
-                ConditionSpec::new(PROGRESSING, true, "RolloutInProgress", message),
-                ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
-            ],
-            Rollout::Failed(reason, message) => vec![
-                ConditionSpec::new(READY, false, reason, message.clone()),
-                ConditionSpec::new(PROGRESSING, false, reason, message.clone()),
-                ConditionSpec::new(DEGRADED, true, reason, message),
-            ],
-        },
+        Outcome::Applied { deployment, .. } => {
+            let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            rollout_conditions(
+                rollout(deployment),
+                &format!("{desired}/{desired} replicas available"),
+            )
+        }
+    }
+}
+
+/// Ready, Progressing and Degraded for a Deployment's rollout; `available`
+/// is the message once it is complete.
+pub fn rollout_conditions(rollout: Rollout, available: &str) -> Vec<ConditionSpec> {
+    match rollout {
+        Rollout::Complete => vec![
+            ConditionSpec::new(READY, true, "Available", available),
+            ConditionSpec::new(PROGRESSING, false, "RolloutComplete", available),
+            ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
+        ],
+        Rollout::InProgress(message) => vec![
+            ConditionSpec::new(READY, false, "RolloutInProgress", message.clone()),
+            ConditionSpec::new(PROGRESSING, true, "RolloutInProgress", message),
+            ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
+        ],
+        Rollout::Failed(reason, message) => vec![
+            ConditionSpec::new(READY, false, reason, message.clone()),
+            ConditionSpec::new(PROGRESSING, false, reason, message.clone()),
+            ConditionSpec::new(DEGRADED, true, reason, message),
+        ],
     }
 }
 

@@ -1,0 +1,230 @@
+//! The Function controller: a Function of an App becomes a hardened workload
+//! (see [`build`] for which), its ServiceAccount and a NetworkPolicy that
+//! denies all egress unless the spec allows some.
+//!
+//! dereference (the App, from the cache) → validate → [`build`] (pure) →
+//! apply, and delete the workload of a trigger no longer used → [`status`]
+//! (pure) → Events.
+
+pub mod build;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tracing::{instrument, warn};
+use winky_crds::{App, Function};
+
+use self::build::{Children, Workload};
+use self::status::{Invalid, Outcome};
+use crate::apply::{apply, apply_status, delete_stale};
+use crate::context::{Backoffs, Settings};
+use crate::error::{Error, Result};
+use crate::events;
+use crate::metrics::Metrics;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "function";
+
+/// Shared state of the Function controller.
+pub struct FunctionContext {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Every App in scope: a Function needs its App.
+    pub apps: Store<App>,
+    /// Metadata of the workloads the operator manages, to delete the one a
+    /// changed trigger no longer uses.
+    pub deployments: Store<PartialObjectMeta<Deployment>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    pub backoffs: Backoffs,
+}
+
+impl std::fmt::Debug for FunctionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionContext").finish_non_exhaustive()
+    }
+}
+
+fn key(function: &Function) -> String {
+    format!(
+        "{}/{}",
+        function.namespace().unwrap_or_default(),
+        function.name_any()
+    )
+}
+
+/// Reconciles one Function.
+#[instrument(skip(function, ctx), fields(function = %function.name_any(), namespace = function.namespace().unwrap_or_default()))]
+pub async fn reconcile(function: Arc<Function>, ctx: Arc<FunctionContext>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_function(&function, &ctx).await?;
+    ctx.backoffs.reset(&key(&function));
+    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
+    Ok(Action::await_change())
+}
+
+/// Requeues a failed reconcile with exponential backoff and jitter.
+pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<FunctionContext>) -> Action {
+    ctx.metrics.failed(CONTROLLER, error.category());
+    let delay = ctx.backoffs.next(&key(&function));
+    warn!(function = %function.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The Functions of `app`, to reconcile when it changes.
+pub fn functions_of_app(functions: &Store<Function>, app: &App) -> Vec<ObjectRef<Function>> {
+    let (name, namespace) = (app.name_any(), app.namespace());
+    functions
+        .state()
+        .into_iter()
+        .filter(|f| f.spec.app == name && f.namespace() == namespace)
+        .map(|f| ObjectRef::from_obj(&*f))
+        .collect()
+}
+
+/// Checks what the schema cannot: the App exists, Vault is there if asked for.
+pub fn validate<'a>(
+    function: &Function,
+    app: Option<&'a App>,
+    settings: &Settings,
+) -> Result<&'a App, Invalid> {
+    let app = app.ok_or_else(|| Invalid::AppNotFound {
+        app: function.spec.app.clone(),
+    })?;
+    if !settings.vault_configured
+        && let Some(secret) = function.spec.secrets.iter().find(|s| s.vault.is_some())
+    {
+        return Err(Invalid::VaultNotConfigured {
+            variable: secret.name.clone(),
+        });
+    }
+    Ok(app)
+}
+
+async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Result<&'static str> {
+    if function.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references: the garbage collector removes them.
+        return Ok("deleting");
+    }
+    let namespace = function.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    // A cache that has not listed yet would report every App missing.
+    let _ = ctx.apps.wait_until_ready().await;
+    let app = ctx
+        .apps
+        .get(&ObjectRef::new(&function.spec.app).within(&namespace));
+    let now = Timestamp::now();
+    match validate(function, app.as_deref(), &ctx.settings) {
+        Err(invalid) => {
+            write_status(function, &Outcome::Invalid(&invalid), None, now, ctx).await?;
+            Ok("invalid")
+        }
+        Ok(app) => {
+            let revision = crate::app::validate::revision(app);
+            let children = build::children(function, app, &revision);
+            let reference = children.workload.reference();
+            match apply_children(ctx, function, &namespace, children).await? {
+                Applied::Deployment(deployment) => {
+                    write_status(
+                        function,
+                        &Outcome::Deployment(&deployment),
+                        Some(reference),
+                        now,
+                        ctx,
+                    )
+                    .await?
+                }
+                Applied::CronJob(cron_job) => {
+                    let cron = cron_job.spec.schedule.clone();
+                    let name = cron_job.name_any();
+                    let outcome = Outcome::Scheduled {
+                        name: &name,
+                        cron: &cron,
+                    };
+                    write_status(function, &outcome, Some(reference), now, ctx).await?
+                }
+            }
+            Ok("success")
+        }
+    }
+}
+
+// One value per reconcile, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Applied {
+    Deployment(Deployment),
+    CronJob(CronJob),
+}
+
+async fn apply_children(
+    ctx: &FunctionContext,
+    function: &Function,
+    namespace: &str,
+    children: Children,
+) -> Result<Applied> {
+    let Children {
+        workload,
+        service_account,
+        network_policy,
+    } = children;
+    let client = &ctx.client;
+    // The policy first: the pods never run without it.
+    apply(client, &network_policy).await?;
+    apply(client, &service_account).await?;
+    let name = build::child_name(function);
+    let owned_by: BTreeMap<String, String> = build::labels(function);
+    let applied = match &workload {
+        Workload::Http { deployment, service } => {
+            apply(client, service).await?;
+            let deployment = apply(client, deployment).await?;
+            delete_stale(client, &ctx.cron_jobs, namespace, &name, &owned_by).await?;
+            Applied::Deployment(deployment)
+        }
+        Workload::Document { deployment } => {
+            let deployment = apply(client, deployment).await?;
+            delete_stale(client, &ctx.cron_jobs, namespace, &name, &owned_by).await?;
+            delete_stale(client, &ctx.services, namespace, &name, &owned_by).await?;
+            Applied::Deployment(deployment)
+        }
+        Workload::Schedule { cron_job } => {
+            let cron_job = apply(client, cron_job).await?;
+            delete_stale(client, &ctx.deployments, namespace, &name, &owned_by).await?;
+            delete_stale(client, &ctx.services, namespace, &name, &owned_by).await?;
+            Applied::CronJob(cron_job)
+        }
+    };
+    Ok(applied)
+}
+
+async fn write_status(
+    function: &Function,
+    outcome: &Outcome<'_>,
+    workload: Option<(&'static str, String)>,
+    now: Timestamp,
+    ctx: &FunctionContext,
+) -> Result<()> {
+    let old = function.status.clone().unwrap_or_default();
+    let new = status::desired_status(function, outcome, workload, now);
+    if new == old {
+        return Ok(());
+    }
+    apply_status(&ctx.client, function, &new).await?;
+    let events = events::for_transitions(&old.conditions, &new.conditions);
+    events::publish(&ctx.recorder, &function.object_ref(&()), events).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! A Function's status, computed purely from what the reconcile found.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+use winky_crds::Function;
+use winky_crds::function::{FunctionStatus, WorkloadRef};
+
+use crate::app::status::{rollout, rollout_conditions};
+use crate::conditions::{self, ConditionSpec, DEGRADED, PROGRESSING, READY};
+
+/// Why a Function cannot run. Each variant is a condition reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// `spec.app` names an App that does not exist in the namespace.
+    AppNotFound { app: String },
+    /// A secret reads from Vault but the operator has no Vault.
+    VaultNotConfigured { variable: String },
+}
+
+impl Invalid {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::AppNotFound { .. } => "AppNotFound",
+            Self::VaultNotConfigured { .. } => "VaultNotConfigured",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::AppNotFound { app } => {
+                format!(
+                    "spec.app names App {app:?}, which does not exist in this namespace; the function waits for it"
+                )
+            }
+            Self::VaultNotConfigured { variable } => format!(
+                "spec.secrets[{variable}] reads from Vault, but the operator runs without --vault-addr; use secretKeyRef or configure Vault"
+            ),
+        }
+    }
+}
+
+/// What the reconcile found.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    Invalid(&'a Invalid),
+    /// A Deployment (HTTP or document trigger) as the server returned it.
+    Deployment(&'a Deployment),
+    /// A CronJob with its schedule.
+    Scheduled {
+        name: &'a str,
+        cron: &'a str,
+    },
+}
+
+pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
+    match outcome {
+        Outcome::Invalid(invalid) => {
+            let (reason, message) = (invalid.reason(), invalid.message());
+            vec![
+                ConditionSpec::new(READY, false, reason, message.clone()),
+                ConditionSpec::new(PROGRESSING, false, reason, "waiting for a change"),
+                ConditionSpec::new(DEGRADED, true, reason, message),
+            ]
+        }
+        Outcome::Scheduled { cron, .. } => {
+            let message = format!("runs on the schedule {cron:?}, one run at a time");
+            vec![
+                ConditionSpec::new(READY, true, "Scheduled", message.clone()),
+                ConditionSpec::new(PROGRESSING, false, "Scheduled", message),
+                ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
+            ]
+        }
+        Outcome::Deployment(deployment) => {
+            rollout_conditions(rollout(deployment), "the function's pod is available")
+        }
+    }
+}
+
+/// The whole status for `outcome` at `now`; the emulator result is kept.
+pub fn desired_status(
+    function: &Function,
+    outcome: &Outcome<'_>,
+    workload: Option<(&'static str, String)>,
+    now: Timestamp,
+) -> FunctionStatus {
+    let old = function.status.clone().unwrap_or_default();
+    let generation = function.metadata.generation;
+    FunctionStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &condition_specs(outcome), generation, now),
+        workload: match workload {
+            Some((kind, name)) => Some(WorkloadRef {
+                kind: kind.into(),
+                name,
+            }),
+            None => old.workload.clone(),
+        },
+        ..old
+    }
+}
