@@ -88,6 +88,22 @@ write_if_changed() {
 
 write_config() {
   mkdir -p "$dir/storage" "$dir/run" "$dir/tmp" "$dir/cni"
+  # conmon 2.1.6 writes its OOM marker ("oom") into its working directory,
+  # which is the service's; podman 4.3 looks for it in the container's bundle
+  # directory. This wrapper starts conmon in the bundle directory (-b), so
+  # that State.OOMKilled is reported.
+  write_if_changed "$dir/conmon" <<'CONMON'
+#!/bin/sh
+# Written by hack/podman.sh; see docs/container-engine.md.
+prev=
+for a in "$@"; do
+  case $prev in -b | --bundle) cd "$a" 2>/dev/null || true; break ;; esac
+  case $a in --bundle=*) cd "${a#--bundle=}" 2>/dev/null || true; break ;; esac
+  prev=$a
+done
+exec /usr/bin/conmon "$@"
+CONMON
+  chmod 0755 "$dir/conmon"
   write_if_changed "$CONTAINERS_CONF" <<EOF
 # Written by hack/podman.sh; see docs/container-engine.md.
 [containers]
@@ -104,6 +120,8 @@ log_driver = "k8s-file"
 network_config_dir = "$dir/cni"
 
 [engine]
+# The wrapper above: conmon in the bundle directory.
+conmon_path = ["$dir/conmon"]
 # crun fails on this host's hybrid cgroup v1 hierarchy; runc works.
 runtime = "runc"
 # No systemd as PID 1: cgroups are managed through the cgroupfs.

@@ -21,5 +21,7 @@ pub mod plan;
 pub mod planner;
 pub mod preview;
 pub mod propose;
-pub mod redact;
 pub mod secrets;
+
+/// Redaction lives in its own crate, shared with the emulator and the operator.
+pub use winky_redact as redact;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Re-download gitleaks through the Go module proxy and refresh Winky's
-# redaction data from it. See agent/redact/README.md.
+# redaction data from it. See redact/README.md.
 #
-#   agent/redact/vendor.sh [ids]   print the module version and every rule id it
+#   redact/vendor.sh [ids]   print the module version and every rule id it
 #                                  has; "*" marks the ids used in rules.toml
-#   agent/redact/vendor.sh rules   regenerate rules.toml (tools/make_rules.py)
-#   agent/redact/vendor.sh corpus  regenerate tests/corpus/positives.txt from the
+#   redact/vendor.sh rules   regenerate rules.toml (tools/make_rules.py)
+#   redact/vendor.sh corpus  regenerate tests/corpus/positives.txt from the
 #                                  module's rule-generator samples
-#   agent/redact/vendor.sh check   run gitleaks' own Go detector over the corpus
+#   redact/vendor.sh check   run gitleaks' own Go detector over the corpus
 #
 # GITLEAKS_VERSION  module version; default: the one recorded in rules.toml,
 #                   "latest" to move to the newest release
@@ -19,7 +19,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 rules_toml="$here/rules.toml"
-corpus_dir="$(cd "$here/../tests/corpus" && pwd)"
+corpus_dir="$(cd "$here/tests/corpus" && pwd)"
 module="github.com/zricethezav/gitleaks/v8"
 cmd="${1:-ids}"
 case "$cmd" in

@@ -1,5 +1,5 @@
 // Winky corpus check: run gitleaks' own Go detector (RE2 semantics) over the
-// corpus with a given config file (agent/redact/rules.toml, or gitleaks' own
+// corpus with a given config file (redact/rules.toml, or gitleaks' own
 // config/gitleaks.toml restricted to the ids listed in an optional 4th file).
 //
 //	go run ./cmd/winkyverify CONFIG POSITIVES NEGATIVES [IDS_FILE]

@@ -1,4 +1,4 @@
-"""Write agent/redact/rules.toml from gitleaks' config/gitleaks.toml.
+"""Write redact/rules.toml from gitleaks' config/gitleaks.toml.
 
     python3 make_rules.py GITLEAKS_MODULE_DIR VERSION OUT_TOML
 
@@ -187,8 +187,8 @@ out.append(f"""# Winky secret-redaction rules.
 # Four regexes are marked ADJUSTED (see the comment above each): three spell
 # Go's ASCII-only \\w as [0-9A-Za-z_] so that the Rust regex crate compiles
 # them, one makes incidental capture groups non-capturing.
-# See agent/redact/README.md for provenance, selection and matching semantics,
-# and agent/redact/vendor.sh to re-download the module.
+# See redact/README.md for provenance, selection and matching semantics,
+# and redact/vendor.sh to re-download the module.
 #
 # The three rules at the end (password-in-url, password-assignment,
 # dockerhub-pat) are Winky's own and are NOT part of gitleaks.

@@ -1,8 +1,8 @@
 //! Redaction: secret-shaped content is replaced before any planner, log, file,
 //! commit or request sees the prompt.
 //!
-//! The rules are data, not code: `agent/redact/rules.toml` holds a selection of
-//! gitleaks' rules in gitleaks' own format (see `agent/redact/README.md` for the
+//! The rules are data, not code: `redact/rules.toml` holds a selection of
+//! gitleaks' rules in gitleaks' own format (see `redact/README.md` for the
 //! provenance), plus a few of Winky's own. They are applied the way gitleaks
 //! applies them:
 //!
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 /// The rule file, compiled into the binary so a prompt is never sent anywhere
 /// before the rules that guard it are loaded.
-const RULES_TOML: &str = include_str!("../redact/rules.toml");
+const RULES_TOML: &str = include_str!("../rules.toml");
 
 #[derive(Debug, Deserialize)]
 struct RuleFile {
@@ -138,7 +138,7 @@ const HIGH_ENTROPY_MIN_LEN: usize = 24;
 const HIGH_ENTROPY_BITS: f64 = 4.2;
 
 static DEFAULT: LazyLock<Redactor> =
-    LazyLock::new(|| Redactor::from_toml(RULES_TOML).expect("agent/redact/rules.toml is valid (tested)"));
+    LazyLock::new(|| Redactor::from_toml(RULES_TOML).expect("redact/rules.toml is valid (tested)"));
 
 static TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/_\-]{24,}={0,2}").expect("token regex compiles"));
@@ -152,7 +152,7 @@ pub enum RuleError {
 }
 
 impl Redactor {
-    /// The rules shipped in `agent/redact/rules.toml`.
+    /// The rules shipped in `redact/rules.toml`.
     pub fn builtin() -> &'static Self {
         &DEFAULT
     }

@@ -1,12 +1,12 @@
-//! The redaction rules measured on the corpus in `agent/tests/corpus/`:
+//! The redaction rules measured on the corpus in `redact/tests/corpus/`:
 //! every positive line must be flagged by the rule it names and lose its
 //! secret; no negative line may be flagged at all. The figures are printed
-//! (`cargo test -p winky-agent --test redaction_corpus -- --nocapture`).
+//! (`cargo test -p winky-redact --test redaction_corpus -- --nocapture`).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use winky_agent::redact::Redactor;
+use winky_redact::Redactor;
 
 fn lines(name: &str) -> Vec<String> {
     let path = format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"));
