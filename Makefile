@@ -31,13 +31,14 @@ build: prereqs ## Build every crate and binary
 	$(CARGO) build --workspace --bins
 
 .PHONY: generate
-generate: ## Regenerate crds/manifests from the Rust types
+generate: ## Regenerate crds/manifests and examples/ from the Rust types and the generator
 	$(CARGO) run -q -p winky-crds --bin crdgen
+	WINKY_BLESS=1 $(CARGO) test -q -p winky-agent --test examples >/dev/null
 
 .PHONY: verify
 verify: generate ## Fail when generated files are not committed
-	@git diff --exit-code -- crds/manifests || { echo "crds/manifests is stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- crds/manifests)" || { echo "crds/manifests has uncommitted files"; exit 1; }
+	@git diff --exit-code -- crds/manifests examples || { echo "crds/manifests or examples are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- crds/manifests examples)" || { echo "crds/manifests or examples have uncommitted files"; exit 1; }
 
 .PHONY: lint
 lint: prereqs ## rustfmt and clippy, warnings are errors

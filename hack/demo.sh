@@ -5,8 +5,8 @@ set -euo pipefail
 dev=${1:-.dev}
 k=("$dev/kubectl" --kubeconfig "$dev/kubeconfig")
 
-echo "== kubectl apply -f examples/notes-app.yaml"
-"${k[@]}" apply -f examples/notes-app.yaml
+echo "== kubectl apply -R -f examples/notes"
+"${k[@]}" apply -R -f examples/notes
 
 echo
 echo "== App conditions as they change (10 s)"

@@ -92,12 +92,23 @@ fn the_crds_examples_and_default_policies_pass_a_server_side_dry_run() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     // The examples create their own namespaces, which a dry run does not
     // persist: create them first.
-    let files = yaml_files(&["examples", "policies/defaults", "policies/defaults/rules"]);
-    let dirs_seen = |dir: &str| files.iter().any(|f| f.parent().is_some_and(|p| p.ends_with(dir)));
-    assert!(
-        dirs_seen("examples") && dirs_seen("defaults") && dirs_seen("rules"),
-        "{files:?}"
-    );
+    let dirs = [
+        "examples/notes",
+        "examples/notes/functions",
+        "examples/shop",
+        "examples/shop/functions",
+        "examples/chat",
+        "examples/chat/functions",
+        "policies/defaults",
+        "policies/defaults/rules",
+    ];
+    let files = yaml_files(&dirs);
+    for dir in dirs {
+        assert!(
+            files.iter().any(|f| f.parent().is_some_and(|p| p.ends_with(dir))),
+            "nothing in {dir}"
+        );
+    }
     for file in files {
         let yaml = std::fs::read_to_string(&file).unwrap();
         for doc in yaml.split("\n---") {

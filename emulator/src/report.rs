@@ -1,0 +1,188 @@
+//! The `EmulatorReport`: what `winky emulate --output json` prints and what
+//! the operator summarizes into an App's status.
+//!
+//! ```json
+//! {"app": "notes", "revision": "r-3f9a2c1d0e", "passed": true, "durationMs": 812,
+//!  "checks": [{"name": "notes-data/notes: the owner reads", "kind": "rule-test",
+//!              "passed": true, "durationMs": 0, "message": "allow, as expected", "logs": ""}]}
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use winky_crds::app::EmulatorSummary;
+
+/// The kinds of check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// One test case of a Rule.
+    RuleTest,
+    /// One test case of a Function, run in a container.
+    Function,
+    /// The App's container starts and answers its health probe.
+    AppHealth,
+}
+
+impl CheckKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RuleTest => "rule-test",
+            Self::Function => "function",
+            Self::AppHealth => "app-health",
+        }
+    }
+}
+
+/// One check and its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+    pub passed: bool,
+    pub duration_ms: u64,
+    /// What happened, for a person.
+    pub message: String,
+    /// What the checked code printed: capped and redacted.
+    #[serde(default)]
+    pub logs: String,
+}
+
+/// Every check of one revision of one App.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmulatorReport {
+    pub app: String,
+    pub revision: String,
+    pub passed: bool,
+    pub duration_ms: u64,
+    pub checks: Vec<Check>,
+}
+
+impl EmulatorReport {
+    pub fn new(app: &str, revision: &str, checks: Vec<Check>, duration_ms: u64) -> Self {
+        Self {
+            app: app.into(),
+            revision: revision.into(),
+            passed: checks.iter().all(|c| c.passed),
+            duration_ms,
+            checks,
+        }
+    }
+
+    /// Counts for an App's status.
+    pub fn summary(&self) -> EmulatorSummary {
+        let mut by_kind: BTreeMap<String, i32> = BTreeMap::new();
+        for check in &self.checks {
+            *by_kind.entry(check.kind.as_str().to_string()).or_default() += 1;
+        }
+        EmulatorSummary {
+            revision: self.revision.clone(),
+            passed: self.passed,
+            checks: self.checks.len() as i32,
+            failed: self.checks.iter().filter(|c| !c.passed).count() as i32,
+            by_kind,
+        }
+    }
+}
+
+impl fmt::Display for EmulatorReport {
+    /// A table for the terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<6} {:<10} {:>7}  CHECK", "RESULT", "KIND", "MS")?;
+        for check in &self.checks {
+            let result = if check.passed { "pass" } else { "FAIL" };
+            writeln!(
+                f,
+                "{result:<6} {:<10} {:>7}  {}",
+                check.kind.as_str(),
+                check.duration_ms,
+                check.name
+            )?;
+            if !check.passed {
+                writeln!(f, "{:27}{}", "", check.message)?;
+                for line in check.logs.lines().take(10) {
+                    writeln!(f, "{:27}| {line}", "")?;
+                }
+            }
+        }
+        let failed = self.checks.iter().filter(|c| !c.passed).count();
+        write!(
+            f,
+            "app {} revision {}: {} checks, {failed} failed, {} ms",
+            self.app,
+            self.revision,
+            self.checks.len(),
+            self.duration_ms
+        )
+    }
+}
+
+/// Most bytes of a check's logs kept in a report.
+pub const MAX_LOG_BYTES: usize = 4096;
+
+/// Logs as a report keeps them: redacted, then cut to [`MAX_LOG_BYTES`] at a
+/// character boundary (the end is kept: that is where the failure is).
+pub fn cap_logs(text: &str) -> String {
+    let redacted = winky_redact::Redactor::builtin().redact(text).text;
+    if redacted.len() <= MAX_LOG_BYTES {
+        return redacted;
+    }
+    let mut start = redacted.len() - MAX_LOG_BYTES;
+    while !redacted.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[… {start} bytes cut]\n{}", &redacted[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_has_the_contract_fields() {
+        let report = EmulatorReport::new(
+            "notes",
+            "r-0123456789",
+            vec![Check {
+                name: "n".into(),
+                kind: CheckKind::AppHealth,
+                passed: false,
+                duration_ms: 3,
+                message: "m".into(),
+                logs: "l".into(),
+            }],
+            5,
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["app"], "notes");
+        assert_eq!(json["revision"], "r-0123456789");
+        assert_eq!(json["passed"], false);
+        let check = &json["checks"][0];
+        for key in ["name", "kind", "passed", "durationMs", "message", "logs"] {
+            assert!(check.get(key).is_some(), "{key}");
+        }
+        assert_eq!(check["kind"], "app-health");
+        let summary = report.summary();
+        assert_eq!(
+            (summary.checks, summary.failed, summary.by_kind["app-health"]),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn logs_are_redacted_and_capped_at_the_end() {
+        let text = format!(
+            "{}\ntoken ghp_R2d9Xq7LmP4sT8vW1yZ3bN6cF0hJ5kA9eG2u\nthe end",
+            "x".repeat(10_000)
+        );
+        let capped = cap_logs(&text);
+        assert!(capped.len() < MAX_LOG_BYTES + 40);
+        assert!(capped.ends_with("the end"));
+        assert!(!capped.contains("ghp_R2d9"), "{capped}");
+        assert!(capped.starts_with("[… "));
+        assert_eq!(cap_logs("short"), "short");
+    }
+}

@@ -1,0 +1,3 @@
+module winky.dev/examples/images
+
+go 1.21
