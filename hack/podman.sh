@@ -87,7 +87,7 @@ write_if_changed() {
 }
 
 write_config() {
-  mkdir -p "$dir/storage" "$dir/run" "$dir/tmp" "$dir/cni"
+  mkdir -p "$dir/storage" "$dir/run" "$dir/tmp" "$dir/cni" "$dir/no-cni-plugins"
   # conmon 2.1.6 writes its OOM marker ("oom") into its working directory,
   # which is the service's; podman 4.3 looks for it in the container's bundle
   # directory. This wrapper starts conmon in the bundle directory (-b), so
@@ -110,19 +110,27 @@ CONMON
 # The default ulimits (nofile=1048576) exceed this host's hard limit and the
 # engine lacks CAP_SYS_RESOURCE: runc fails with "error setting rlimit type 7".
 default_ulimits = []
-# Containers get no network unless they ask; the emulator asks for "none" too.
+# For the podman CLI. The Docker API ignores it (its default is "bridge"):
+# clients must send network_mode "none"; see cni_plugin_dirs below.
 netns = "none"
 # conmon writes the logs that GET /containers/{id}/logs reads; no journald.
 log_driver = "k8s-file"
 
 [network]
-# CNI configuration of this engine only (nothing is written to /etc/cni).
+# CNI configuration of this engine only.
 network_config_dir = "$dir/cni"
+# Fail closed: the Docker API's default network_mode is "bridge" whatever
+# netns says, and a bridge would give the container a route out (and create
+# cni-podman0, iptables chains and /var/lib/cni on the host). With no CNI
+# plugins to find, such a container fails to start instead.
+cni_plugin_dirs = ["$dir/no-cni-plugins"]
 
 [engine]
-# The wrapper above: conmon in the bundle directory.
+# conmon started in the container's bundle directory, where podman looks for
+# its OOM marker (State.OOMKilled); see the wrapper.
 conmon_path = ["$dir/conmon"]
-# crun fails on this host's hybrid cgroup v1 hierarchy; runc works.
+# crun 1.8 refuses hybrid cgroup hierarchies ("cgroups in hybrid mode not
+# supported"); runc works.
 runtime = "runc"
 # No systemd as PID 1: cgroups are managed through the cgroupfs.
 cgroup_manager = "cgroupfs"
@@ -131,8 +139,9 @@ events_logger = "file"
 events_logfile_path = "$dir/events.log"
 # Per-boot state (alive file, exit codes, locks) under DIR, not /run/libpod.
 tmp_dir = "$dir/tmp"
-# File locks under tmp_dir instead of the host-wide /dev/shm/libpod_lock, so
-# engines in different DIRs (and the host's own podman) never share locks.
+# File locks under tmp_dir instead of the host-wide /dev/shm/libpod_lock
+# segment that every root podman allocates from: nothing of this engine
+# outlives DIR (locks of containers in a deleted DIR would stay taken there).
 lock_type = "file"
 # Image import staging inside the storage, not /var/tmp.
 image_copy_tmp_dir = "storage"
@@ -200,8 +209,11 @@ start() {
   rm -f "$sock"
   # setsid: its own session, so a test harness's signals to its process group
   # do not reach it; every fd redirected, so a caller capturing our output
-  # does not wait for the service to exit.
-  setsid podman system service --time=0 "unix://$sock" </dev/null >>"$log" 2>&1 &
+  # does not wait for the service to exit (and fd 9, the lock, is not inherited).
+  # Run from DIR: whatever podman or conmon drops in its working directory
+  # stays there.
+  cd "$dir"
+  setsid podman system service --time=0 "unix://$sock" </dev/null >>"$log" 2>&1 9>&- &
   echo $! >"$pidfile"
   for _ in $(seq 150); do
     if answers; then
@@ -237,11 +249,20 @@ stop() {
   rm -f "$pidfile" "$sock"
   kill_leftover_conmons
   unmount_under_dir
+  # POST /images/create?fromSrc=- leaves each uploaded tarball here (podman
+  # 4.3 never removes it); POST /images/load cleans up after itself.
+  rm -f "$dir"/storage/tmp/api_load.tar*
+}
+
+# One start or stop at a time per DIR (test binaries may start it together).
+lock() {
+  exec 9>>"$dir/.podman.sh.lock"
+  flock 9
 }
 
 case $cmd in
-  start) start ;;
-  stop) stop ;;
+  start) lock && start ;;
+  stop) lock && stop ;;
   status)
     answers || exit 1
     echo "$sock"

@@ -50,11 +50,80 @@ pub enum Command {
     Propose(Box<ProposeArgs>),
     /// Print the branch `winky propose` would use for a prompt.
     BranchName(BranchNameArgs),
+    /// Run the emulator checks of an App: every Rule test, every Function test case in a
+    /// container sandbox, and the App's health probe.
+    ///
+    /// The manifests come from -f (a file or a directory, read recursively). Function and
+    /// App images must be in the container engine (see `winky image import`). The exit code
+    /// is 1 when a check fails.
+    ///
+    /// Example:
+    ///   hack/podman.sh start /tmp/winky-engine       # prints the socket
+    ///   winky emulate -f examples/notes --engine /tmp/winky-engine/podman.sock
+    ///   winky emulate -f deploy --app shop --output json
+    #[command(verbatim_doc_comment)]
+    Emulate(EmulateArgs),
+    /// Manage images in the container engine.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Redact secret-shaped content from text (an argument, or stdin with `-`) and
     /// report what was found: rule, line and column, never the value.
     Redact {
         /// The text, or `-` to read standard input.
         text: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Text,
+    /// The EmulatorReport as JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The container engine's Docker API socket (podman's: `hack/podman.sh start DIR` prints it).
+    /// Also read from DOCKER_HOST when it is unix://…
+    #[arg(long, env = "WINKY_ENGINE")]
+    pub engine: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    fn socket(&self) -> Option<PathBuf> {
+        self.engine.clone().or_else(|| {
+            env_nonempty("DOCKER_HOST").and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Manifests: a file, or a directory read recursively.
+    #[arg(short = 'f', long = "file", default_value = ".")]
+    pub file: PathBuf,
+    /// The App to check, when the manifests hold several.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// How to print the report.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Package a statically linked program as an image in the engine (no registry needed):
+    /// busybox for a shell, the program as the entrypoint /fn, user 65532.
+    Import {
+        /// The image name to give it, as Functions and Apps reference it.
+        reference: String,
+        /// The program (for Go: CGO_ENABLED=0 go build).
+        program: PathBuf,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 
@@ -211,7 +280,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Propose(args) => propose_command(*args).await,
+        Command::Emulate(args) => emulate_command(args).await,
+        Command::Image(ImageCommand::Import {
+            reference,
+            program,
+            engine,
+        }) => {
+            let socket = engine.socket().ok_or_else(no_engine)?;
+            let engine = winky_emulator::Engine::connect(&socket).await?;
+            winky_emulator::images::import_program(&engine, &reference, &program).await?;
+            eprintln!("imported {} as {reference}", program.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
+}
+
+fn no_engine() -> anyhow::Error {
+    anyhow::anyhow!(
+        "no container engine: start one with `hack/podman.sh start DIR` and pass the socket it prints \
+         with --engine (or WINKY_ENGINE)"
+    )
+}
+
+async fn emulate_command(args: EmulateArgs) -> anyhow::Result<std::process::ExitCode> {
+    let bundle = winky_emulator::Bundle::load(&args.file, args.app.as_deref())?;
+    let engine = match args.engine.socket() {
+        Some(socket) => Some(winky_emulator::Engine::connect(&socket).await?),
+        None => {
+            eprintln!("winky: {}; the container checks will fail", no_engine());
+            None
+        }
+    };
+    eprintln!(
+        "emulating {} ({} rule(s), {} function(s))…",
+        bundle.name(),
+        bundle.rules.len(),
+        bundle.functions.len()
+    );
+    let report = winky_emulator::run(&bundle, engine.as_ref()).await;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => println!("{report}"),
+    }
+    Ok(if report.passed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 async fn kube_client(args: &ProposeArgs) -> anyhow::Result<Option<kube::Client>> {

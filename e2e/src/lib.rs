@@ -14,6 +14,7 @@
 
 mod certs;
 mod controlplane;
+pub mod engine;
 pub mod git;
 pub mod github;
 pub mod openai;

@@ -46,7 +46,10 @@ func main() {
 		os.Exit(3)
 	case "hang":
 		fmt.Println("hanging")
-		select {}
+		for {
+			// A sleeping goroutine, not `select {}`: Go would call that a deadlock and exit.
+			time.Sleep(time.Hour)
+		}
 	default:
 		body, _ := io.ReadAll(os.Stdin)
 		os.Stdout.Write(body)
