@@ -26,6 +26,17 @@ pub struct InProcessOperator {
 impl InProcessOperator {
     /// Starts an operator for `namespace`, electing a leader through a Lease there.
     pub fn start(client: Client, namespace: &str, identity: &str) -> Self {
+        Self::start_with_engine(client, namespace, identity, None)
+    }
+
+    /// Like [`InProcessOperator::start`], with the emulator running in the
+    /// container engine behind `engine` (a Docker API socket).
+    pub fn start_with_engine(
+        client: Client,
+        namespace: &str,
+        identity: &str,
+        engine: Option<PathBuf>,
+    ) -> Self {
         let health = Arc::new(Health::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let options = Options {
@@ -34,6 +45,7 @@ impl InProcessOperator {
             settings: Default::default(),
             leader: Some(LeaderConfig::new(namespace, identity)),
             identity: identity.to_string(),
+            engine,
         };
         let task = tokio::spawn(run(client, options, health.clone(), async move {
             let _ = stopped.await;

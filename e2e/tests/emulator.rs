@@ -215,3 +215,131 @@ async fn the_sandbox_stops_memory_hogs_network_access_and_endless_functions() {
     );
     println!("timeout: {message}; stopped after {:?}", outcome.duration);
 }
+
+/// The shop example's objects, moved into `namespace`.
+fn shop_objects(namespace: &str) -> Vec<serde_json::Value> {
+    let mut objects = Vec::new();
+    for file in ["app.yaml", "rules.yaml", "functions/checkout.yaml"] {
+        let text = std::fs::read_to_string(workspace_root().join("examples/shop").join(file)).unwrap();
+        let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for mut document in documents {
+            if document["kind"] == "Namespace" {
+                continue;
+            }
+            document["metadata"]["namespace"] = json!(namespace);
+            if document["kind"] == "App" {
+                // The shared control plane has no PromotionPolicy "default"; promotion is not under test.
+                document["spec"].as_object_mut().unwrap().remove("policy");
+            }
+            objects.push(document);
+        }
+    }
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_status() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    use winky_crds::App;
+    use winky_e2e::{ControlPlane, InProcessOperator, eventually};
+
+    let _one_at_a_time = ENGINE.lock().await;
+    let dir = scratch("operator");
+    let container_engine = engine_with_images(&dir);
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = cp.namespace(&client, "emulate").await.unwrap();
+    let _operator = InProcessOperator::start_with_engine(
+        client.clone(),
+        ns.name(),
+        "emulate-operator",
+        Some(container_engine.socket().to_path_buf()),
+    );
+    let started = std::time::Instant::now();
+    for object in shop_objects(ns.name()) {
+        let kind = object["kind"].as_str().unwrap().to_string();
+        let resource = ApiResource {
+            group: "winky.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "winky.dev/v1alpha1".into(),
+            kind: kind.clone(),
+            plural: format!("{}s", kind.to_lowercase()),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&object))
+            .await
+            .unwrap();
+    }
+    let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
+    let app = eventually(
+        "status.emulator of the revision",
+        Duration::from_secs(60),
+        || async {
+            let app = apps.get("shop").await.ok()?;
+            let status = app.status.as_ref()?;
+            let (emulator, revision) = (status.emulator.as_ref()?, status.revision.as_ref()?);
+            (emulator.revision == revision.id).then_some(app)
+        },
+    )
+    .await;
+    println!(
+        "apply → emulator result in the App's status: {} ms",
+        started.elapsed().as_millis()
+    );
+    let emulator = app.status.unwrap().emulator.unwrap();
+    assert!(emulator.passed, "{emulator:?}");
+    assert_eq!(emulator.failed, 0);
+    assert_eq!(emulator.by_kind["rule-test"], 20);
+    assert_eq!(emulator.by_kind["function"], 1);
+    assert_eq!(emulator.by_kind["app-health"], 1);
+    let functions: Api<Function> = Api::namespaced(client.clone(), ns.name());
+    let checkout = eventually(
+        "the Function's emulator result",
+        Duration::from_secs(10),
+        || async { functions.get("shop-checkout").await.ok()?.status?.emulator },
+    )
+    .await;
+    assert!(
+        checkout.passed && checkout.cases_passed == 1 && checkout.cases_failed == 0,
+        "{checkout:?}"
+    );
+
+    // A new revision whose function case fails: the status says so.
+    let mut function = shop_objects(ns.name())
+        .into_iter()
+        .find(|o| o["kind"] == "Function")
+        .unwrap();
+    function["spec"]["tests"][0]["expect"]["outputContains"] = json!("\"total\":26");
+    let mut app_object = shop_objects(ns.name())
+        .into_iter()
+        .find(|o| o["kind"] == "App")
+        .unwrap();
+    app_object["spec"]["replicas"] = json!(3);
+    for (object, kind, plural) in [(&function, "Function", "functions"), (&app_object, "App", "apps")] {
+        let resource = ApiResource {
+            group: "winky.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "winky.dev/v1alpha1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(object))
+            .await
+            .unwrap();
+    }
+    let failed = eventually(
+        "a failed emulator result for the new revision",
+        Duration::from_secs(60),
+        || async {
+            let status = apps.get("shop").await.ok()?.status?;
+            let emulator = status.emulator?;
+            (emulator.revision == status.revision?.id && !emulator.passed).then_some(emulator)
+        },
+    )
+    .await;
+    assert_eq!(failed.failed, 1, "{failed:?}");
+}

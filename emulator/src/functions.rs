@@ -22,12 +22,18 @@ const PARALLEL: usize = 2;
 
 /// Every test case of every function; failed checks explain a missing engine or image.
 pub async fn checks(engine: Option<&Engine>, functions: &[Function]) -> Vec<Check> {
-    let cases: Vec<(&Function, &FunctionTest)> = functions
+    // Owned cases: a stream of borrowing closures is not `Send` for every
+    // lifetime, which a spawned run (the operator's) needs.
+    let cases: Vec<(Function, FunctionTest)> = functions
         .iter()
-        .flat_map(|f| f.spec.tests.iter().map(move |t| (f, t)))
+        .flat_map(|f| f.spec.tests.iter().map(move |t| (f.clone(), t.clone())))
         .collect();
+    let engine = engine.cloned();
     futures::stream::iter(cases)
-        .map(|(function, test)| check(engine, function, test))
+        .map(|(function, test)| {
+            let engine = engine.clone();
+            async move { check(engine.as_ref(), &function, &test).await }
+        })
         .buffered(PARALLEL)
         .collect()
         .await

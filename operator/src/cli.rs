@@ -65,6 +65,12 @@ pub struct Args {
     /// it, such Apps are reported Degraded with reason VaultNotConfigured.
     #[arg(long, env = "VAULT_ADDR", value_name = "URL")]
     pub vault_addr: Option<String>,
+
+    /// A container engine's Docker API socket (podman: `hack/podman.sh start DIR` prints it).
+    /// With it, every new revision of an App runs the emulator checks (Rule tests, Function
+    /// test cases in a sandbox, the App's health probe) and the result goes to status.emulator.
+    #[arg(long, env = "WINKY_ENGINE", value_name = "SOCKET")]
+    pub engine: Option<std::path::PathBuf>,
 }
 
 /// Log output format.

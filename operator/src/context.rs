@@ -46,6 +46,8 @@ pub struct Context {
     pub stores: Stores,
     /// Retry delays of failing Apps.
     pub backoffs: Backoffs,
+    /// Runs the emulator for new revisions, when an engine was given.
+    pub emulator: Option<Arc<crate::emulate::EmulatorRunner>>,
 }
 
 impl std::fmt::Debug for Context {

@@ -19,6 +19,7 @@ pub mod apply;
 pub mod cli;
 pub mod conditions;
 pub mod context;
+pub mod emulate;
 pub mod error;
 pub mod events;
 pub mod function;

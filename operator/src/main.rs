@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
             .leader_elect
             .then(|| LeaderConfig::new(args.lease_namespace(), identity.clone())),
         identity,
+        engine: args.engine.clone(),
     };
     run::run(client, options, health, shutdown_signal()).await
 }

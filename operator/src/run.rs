@@ -24,6 +24,7 @@ use winky_crds::keys::MANAGED_BY_LABEL;
 use winky_crds::{App, Function, PromotionPolicy, Rule};
 
 use crate::context::{Backoffs, Context, Settings, Stores};
+use crate::emulate::EmulatorRunner;
 use crate::function::{self, FunctionContext};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
@@ -46,6 +47,8 @@ pub struct Options {
     pub leader: Option<LeaderConfig>,
     /// Name in Events (`reportingController`'s instance).
     pub identity: String,
+    /// The container engine the emulator runs in, if any.
+    pub engine: Option<std::path::PathBuf>,
 }
 
 /// Runs the controllers until `shutdown` resolves (then returns `Ok`) or
@@ -237,12 +240,42 @@ async fn app_controller(
     .reflect(policy_writer)
     .touched_objects();
 
+    // Functions and Rules: what the emulator checks with each App.
+    let (functions, function_writer) = reflector::store::<Function>();
+    let function_events = watcher(scoped::<Function>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(function_writer)
+        .touched_objects();
+    let (rules, rule_writer) = reflector::store::<Rule>();
+    let rule_events = watcher(scoped::<Rule>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(rule_writer)
+        .touched_objects();
+    let emulator = match &options.engine {
+        None => None,
+        Some(socket) => match winky_emulator::Engine::connect(socket).await {
+            Ok(engine) => Some(Arc::new(EmulatorRunner::new(
+                client.clone(),
+                engine,
+                recorder(&client, &options),
+                health.metrics.clone(),
+                functions,
+                rules,
+            ))),
+            Err(e) => {
+                warn!(error = %e, "the emulator is off: no container engine");
+                None
+            }
+        },
+    };
+
     let controller = Controller::new(
         scoped::<App>(&client, ns),
         watcher::Config::default().any_semantic(),
     )
     .with_config(controller::Config::default().concurrency(options.concurrency));
     let apps = controller.store();
+    let app_of = |namespace: Option<String>, app: &str| Some(ObjectRef::<App>::new(app).within(&namespace?));
     let controller = controller
         .owns_stream(managed_changes::<Deployment>(&client, ns))
         .owns_stream(managed_changes::<Service>(&client, ns))
@@ -258,9 +291,14 @@ async fn app_controller(
                 .map(|a| ObjectRef::from_obj(&*a))
                 .collect::<Vec<_>>()
         })
+        .watches_stream(function_events, move |f: Function| {
+            app_of(f.namespace(), &f.spec.app)
+        })
+        .watches_stream(rule_events, move |r: Rule| app_of(r.namespace(), &r.spec.app))
         .graceful_shutdown_on(stop);
 
     let ctx = Arc::new(Context {
+        emulator,
         recorder: recorder(&client, &options),
         client,
         metrics: health.metrics.clone(),

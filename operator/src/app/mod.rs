@@ -99,6 +99,9 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
                 ctx,
             )
             .await?;
+            if let Some(emulator) = &ctx.emulator {
+                emulator.ensure(app);
+            }
             Ok(Finished::Applied)
         }
     }
@@ -165,7 +168,9 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
 
 /// Writes the status when it changed, and publishes an Event per transition.
 async fn write_status(app: &App, outcome: &Outcome<'_>, now: Timestamp, ctx: &Context) -> Result<()> {
-    let old = app.status.clone().unwrap_or_default();
+    let mut old = app.status.clone().unwrap_or_default();
+    // status.emulator belongs to the emulator's field manager: never sent here.
+    old.emulator = None;
     let new = status::desired_status(app, outcome, now);
     if new == old {
         return Ok(());

@@ -124,6 +124,8 @@ pub fn desired_status(app: &App, outcome: &Outcome<'_>, now: Timestamp) -> AppSt
     let mut status = AppStatus {
         observed_generation: generation,
         conditions,
+        // Written by the emulator under its own field manager (crate::emulate).
+        emulator: None,
         ..old.clone()
     };
     if let Outcome::Applied { plan, deployment } = outcome {

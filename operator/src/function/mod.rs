@@ -215,7 +215,8 @@ async fn write_status(
     now: Timestamp,
     ctx: &FunctionContext,
 ) -> Result<()> {
-    let old = function.status.clone().unwrap_or_default();
+    let mut old = function.status.clone().unwrap_or_default();
+    old.emulator = None;
     let new = status::desired_status(function, outcome, workload, now);
     if new == old {
         return Ok(());

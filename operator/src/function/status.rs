@@ -95,6 +95,7 @@ pub fn desired_status(
             }),
             None => old.workload.clone(),
         },
-        ..old
+                // Written by the emulator under its own field manager (crate::emulate).
+        emulator: None,
     }
 }

@@ -1,0 +1,213 @@
+//! Emulator runs for each new revision of an App, in the background.
+//!
+//! The App controller asks [`EmulatorRunner::ensure`] after every reconcile;
+//! a run starts when the App's bundle — its spec (the revision) and the specs
+//! of its Functions and Rules — differs from the last one run, and never
+//! twice at once for the same App. The result goes to `status.emulator` of
+//! the App and of each Function, applied with the field manager
+//! [`EMULATOR_MANAGER`]: the App and Function controllers never send that
+//! field, so one owner per field, and an Event says how it went.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use winky_crds::function::FunctionEmulatorResult;
+use winky_crds::{App, Function, Rule};
+use winky_emulator::{Bundle, CheckKind, EmulatorReport, Engine};
+
+use crate::metrics::Metrics;
+
+/// The field manager that owns `status.emulator`.
+pub const EMULATOR_MANAGER: &str = "winky-operator-emulator";
+
+/// Runs the emulator for Apps; one per operator.
+pub struct EmulatorRunner {
+    pub client: kube::Client,
+    pub engine: Engine,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub functions: Store<Function>,
+    pub rules: Store<Rule>,
+    /// Per App (`namespace/name`): the bundle hash last run or running.
+    seen: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for EmulatorRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorRunner")
+            .field("engine", &self.engine.socket())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmulatorRunner {
+    pub fn new(
+        client: kube::Client,
+        engine: Engine,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        functions: Store<Function>,
+        rules: Store<Rule>,
+    ) -> Self {
+        Self {
+            client,
+            engine,
+            recorder,
+            metrics,
+            functions,
+            rules,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// The App with its Functions and Rules from the caches.
+    fn bundle(&self, app: &App) -> Bundle {
+        let (name, namespace) = (app.name_any(), app.namespace());
+        let mut functions: Vec<Function> = self
+            .functions
+            .state()
+            .iter()
+            .filter(|f| f.spec.app == name && f.namespace() == namespace)
+            .map(|f| (**f).clone())
+            .collect();
+        functions.sort_by_key(|f| f.name_any());
+        let mut rules: Vec<Rule> = self
+            .rules
+            .state()
+            .iter()
+            .filter(|r| r.spec.app == name && r.namespace() == namespace)
+            .map(|r| (**r).clone())
+            .collect();
+        rules.sort_by_key(|r| r.name_any());
+        Bundle {
+            app: app.clone(),
+            functions,
+            rules,
+        }
+    }
+
+    /// Starts a run when the App's bundle changed since the last one.
+    pub fn ensure(self: &Arc<Self>, app: &App) {
+        let bundle = self.bundle(app);
+        let hash = bundle_hash(&bundle);
+        let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.get(&key) == Some(&hash) {
+                return;
+            }
+            seen.insert(key, hash);
+        }
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(bundle).await });
+    }
+
+    async fn run(&self, bundle: Bundle) {
+        let report = winky_emulator::run(&bundle, Some(&self.engine)).await;
+        info!(app = %report.app, revision = %report.revision, passed = report.passed,
+              checks = report.checks.len(), took_ms = report.duration_ms, "emulator run");
+        self.metrics.reconciled(
+            "emulator",
+            if report.passed { "passed" } else { "failed" },
+            std::time::Duration::from_millis(report.duration_ms),
+        );
+        if let Err(e) = self.publish(&bundle, &report).await {
+            warn!(app = %report.app, error = %e, "writing the emulator result");
+        }
+    }
+
+    async fn publish(&self, bundle: &Bundle, report: &EmulatorReport) -> Result<(), kube::Error> {
+        let params = kube::api::PatchParams::apply(EMULATOR_MANAGER).force();
+        let namespace = bundle.app.namespace().unwrap_or_default();
+        let apps: kube::Api<App> = kube::Api::namespaced(self.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "App",
+            "status": {"emulator": report.summary()},
+        });
+        apps.patch_status(&bundle.name(), &params, &kube::api::Patch::Apply(&patch))
+            .await?;
+        let functions: kube::Api<Function> = kube::Api::namespaced(self.client.clone(), &namespace);
+        for function in &bundle.functions {
+            let name = function.name_any();
+            let prefix = format!("{name}/");
+            let cases: Vec<_> = report
+                .checks
+                .iter()
+                .filter(|c| c.kind == CheckKind::Function && c.name.starts_with(&prefix))
+                .collect();
+            let passed = cases.iter().filter(|c| c.passed).count() as i32;
+            let result = FunctionEmulatorResult {
+                revision: report.revision.clone(),
+                passed: passed == cases.len() as i32,
+                cases_passed: passed,
+                cases_failed: cases.len() as i32 - passed,
+            };
+            let patch = serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "Function",
+                "status": {"emulator": result},
+            });
+            functions
+                .patch_status(&name, &params, &kube::api::Patch::Apply(&patch))
+                .await?;
+        }
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        let event = if report.passed {
+            Event {
+                type_: EventType::Normal,
+                reason: "EmulatorPassed".into(),
+                note: Some(format!(
+                    "revision {}: {} checks passed in {} ms",
+                    report.revision,
+                    report.checks.len(),
+                    report.duration_ms
+                )),
+                action: "Emulate".into(),
+                secondary: None,
+            }
+        } else {
+            let mut note = format!(
+                "revision {}: {} of {} checks failed: {}",
+                report.revision,
+                failed.len(),
+                report.checks.len(),
+                failed.join(", ")
+            );
+            note.truncate(1000);
+            Event {
+                type_: EventType::Warning,
+                reason: "EmulatorFailed".into(),
+                note: Some(note),
+                action: "Emulate".into(),
+                secondary: None,
+            }
+        };
+        let _ = self.recorder.publish(&event, &bundle.app.object_ref(&())).await;
+        Ok(())
+    }
+}
+
+/// A hash of everything the emulator checks: the App's revision and the
+/// specs of its Functions and Rules.
+pub fn bundle_hash(bundle: &Bundle) -> String {
+    let mut hash = Sha256::new();
+    hash.update(winky_emulator::revision(&bundle.app));
+    for function in &bundle.functions {
+        hash.update(function.name_any());
+        hash.update(serde_json::to_vec(&function.spec).unwrap_or_default());
+    }
+    for rule in &bundle.rules {
+        hash.update(rule.name_any());
+        hash.update(serde_json::to_vec(&rule.spec).unwrap_or_default());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
