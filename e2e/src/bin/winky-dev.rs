@@ -43,6 +43,12 @@ fn up(dir: &PathBuf) -> Result<()> {
     std::os::unix::fs::symlink(&kubectl, dir.join("kubectl"))?;
 
     cp.kubectl(&["create", "namespace", "winky-system"])?;
+    // The default PromotionPolicy, which the examples follow.
+    let policy = winky_e2e::workspace_root().join("policies/defaults/promotion-policy.yaml");
+    cp.kubectl(&["apply", "-f", &policy.display().to_string()])?;
+    // A container engine for the emulator, with the examples' images; it stops with winky-dev.
+    let engine = winky_e2e::engine::ContainerEngine::start(&dir.join("engine"))?;
+    engine.load_example_images(&winky_e2e::workspace_binary("winky")?)?;
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut operator = Component::spawn(
         "winky-operator",
@@ -52,6 +58,7 @@ fn up(dir: &PathBuf) -> Result<()> {
             format!("--metrics-addr={metrics}"),
             "--lease-namespace=winky-system".into(),
             "--identity=winky-dev".into(),
+            format!("--engine={}", engine.socket().display()),
         ],
         cp.dir(),
         None,
@@ -78,6 +85,10 @@ fn up(dir: &PathBuf) -> Result<()> {
         operator.log().display()
     );
     println!("kubeconfig:    {}", dir.join("kubeconfig").display());
+    println!(
+        "engine:        {} (podman, for the emulator)",
+        engine.socket().display()
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

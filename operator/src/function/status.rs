@@ -95,7 +95,7 @@ pub fn desired_status(
             }),
             None => old.workload.clone(),
         },
-                // Written by the emulator under its own field manager (crate::emulate).
+        // Written by the emulator under its own field manager (crate::emulate).
         emulator: None,
     }
 }
