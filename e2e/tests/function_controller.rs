@@ -24,6 +24,9 @@ struct Env {
 }
 
 async fn env(prefix: &str) -> Env {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,winky_operator=info")
+        .try_init();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = cp.namespace(&client, prefix).await.unwrap();
@@ -118,6 +121,14 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
     } = env("fn-workloads").await;
     let ns = ns.name();
     apply_app(&client, ns).await;
+    // Functions applied in the first instant of an operator's life have been
+    // seen to wait past this test's deadline (docs/operator.md, "Known
+    // issues"); the Function-before-App order is covered by the next test.
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    eventually("the App to be reconciled", WAIT, || async {
+        apps.get("notes").await.ok()?.status
+    })
+    .await;
     apply_function(&client, ns, "resize", json!({"http": {"path": "/api/resize"}})).await;
     apply_function(&client, ns, "digest", json!({"schedule": {"cron": "0 7 * * *"}})).await;
     apply_function(
@@ -130,6 +141,7 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+
     let (resize, thumbs, digest) = eventually("the three workloads", WAIT, || async {
         Some((
             deployments.get_opt("resize-fn").await.ok()??,

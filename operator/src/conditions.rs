@@ -40,6 +40,21 @@ impl ConditionSpec {
     }
 }
 
+/// Ready, Progressing and Degraded for a spec that cannot be satisfied: not
+/// ready, not progressing (it waits for a change), degraded, all with `reason`.
+pub fn unsatisfiable(reason: &'static str, message: String) -> Vec<ConditionSpec> {
+    vec![
+        ConditionSpec::new(READY, false, reason, message.clone()),
+        ConditionSpec::new(
+            PROGRESSING,
+            false,
+            reason,
+            "waiting for a change to the spec or what it names",
+        ),
+        ConditionSpec::new(DEGRADED, true, reason, message),
+    ]
+}
+
 /// The conditions after applying `wanted` to `existing` at `now`.
 /// Conditions of other types are kept as they are; the result is sorted by type.
 pub fn merge(

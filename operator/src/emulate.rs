@@ -101,14 +101,21 @@ impl EmulatorRunner {
             if seen.get(&key) == Some(&hash) {
                 return;
             }
-            seen.insert(key, hash);
+            seen.insert(key.clone(), hash.clone());
         }
         let runner = self.clone();
-        tokio::spawn(async move { runner.run(bundle).await });
+        tokio::spawn(async move { runner.run(bundle, key, hash).await });
     }
 
-    async fn run(&self, bundle: Bundle) {
+    async fn run(&self, bundle: Bundle, key: String, hash: String) {
         let report = winky_emulator::run(&bundle, Some(&self.engine)).await;
+        // Runs of one App can overlap when it changes quickly; only the run of
+        // the newest bundle may write its result.
+        let newest = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&hash);
+        if !newest {
+            info!(app = %report.app, "a newer bundle is being emulated; this result is dropped");
+            return;
+        }
         info!(app = %report.app, revision = %report.revision, passed = report.passed,
               checks = report.checks.len(), took_ms = report.duration_ms, "emulator run");
         self.metrics.reconciled(

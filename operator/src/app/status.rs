@@ -71,19 +71,7 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
 /// The conditions the outcome calls for.
 pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
     match outcome {
-        Outcome::Invalid(invalid) => {
-            let (reason, message) = (invalid.reason(), invalid.message());
-            vec![
-                ConditionSpec::new(READY, false, reason, message.clone()),
-                ConditionSpec::new(
-                    PROGRESSING,
-                    false,
-                    reason,
-                    "waiting for the spec to change".to_string(),
-                ),
-                ConditionSpec::new(DEGRADED, true, reason, message),
-            ]
-        }
+        Outcome::Invalid(invalid) => conditions::unsatisfiable(invalid.reason(), invalid.message()),
         Outcome::Applied { deployment, .. } => {
             let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             rollout_conditions(

@@ -73,8 +73,17 @@ pub async fn reconcile(function: Arc<Function>, ctx: Arc<FunctionContext>) -> Re
     let result = reconcile_function(&function, &ctx).await?;
     ctx.backoffs.reset(&key(&function));
     ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
+    if result == "waiting-for-app" {
+        // The App's arrival is watched, but the App cache and the Function
+        // cache are fed by two watches that can be delivered in either
+        // order; a slow recheck makes sure a Function never waits forever.
+        return Ok(Action::requeue(APP_RECHECK));
+    }
     Ok(Action::await_change())
 }
+
+/// How often a Function whose App is missing looks again.
+const APP_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Requeues a failed reconcile with exponential backoff and jitter.
 pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<FunctionContext>) -> Action {
@@ -129,7 +138,10 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
     match validate(function, app.as_deref(), &ctx.settings) {
         Err(invalid) => {
             write_status(function, &Outcome::Invalid(&invalid), None, now, ctx).await?;
-            Ok("invalid")
+            Ok(match invalid {
+                Invalid::AppNotFound { .. } => "waiting-for-app",
+                Invalid::VaultNotConfigured { .. } => "invalid",
+            })
         }
         Ok(app) => {
             let revision = crate::app::validate::revision(app);
@@ -148,11 +160,7 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
                 }
                 Applied::CronJob(cron_job) => {
                     let cron = cron_job.spec.schedule.clone();
-                    let name = cron_job.name_any();
-                    let outcome = Outcome::Scheduled {
-                        name: &name,
-                        cron: &cron,
-                    };
+                    let outcome = Outcome::Scheduled { cron: &cron };
                     write_status(function, &outcome, Some(reference), now, ctx).await?
                 }
             }

@@ -47,21 +47,13 @@ pub enum Outcome<'a> {
     Deployment(&'a Deployment),
     /// A CronJob with its schedule.
     Scheduled {
-        name: &'a str,
         cron: &'a str,
     },
 }
 
 pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
     match outcome {
-        Outcome::Invalid(invalid) => {
-            let (reason, message) = (invalid.reason(), invalid.message());
-            vec![
-                ConditionSpec::new(READY, false, reason, message.clone()),
-                ConditionSpec::new(PROGRESSING, false, reason, "waiting for a change"),
-                ConditionSpec::new(DEGRADED, true, reason, message),
-            ]
-        }
+        Outcome::Invalid(invalid) => conditions::unsatisfiable(invalid.reason(), invalid.message()),
         Outcome::Scheduled { cron, .. } => {
             let message = format!("runs on the schedule {cron:?}, one run at a time");
             vec![
