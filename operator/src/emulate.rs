@@ -20,6 +20,7 @@ use winky_crds::function::FunctionEmulatorResult;
 use winky_crds::{App, Function, Rule};
 use winky_emulator::{Bundle, CheckKind, EmulatorReport, Engine};
 
+use crate::events;
 use crate::metrics::Metrics;
 
 /// The field manager that owns `status.emulator`.
@@ -89,6 +90,13 @@ impl EmulatorRunner {
             functions,
             rules,
         }
+    }
+
+    /// Forgets a deleted App, so the memory of past runs does not grow with
+    /// every App that ever existed.
+    pub fn forget(&self, app: &App) {
+        let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 
     /// Starts a run when the App's bundle changed since the last one.
@@ -182,14 +190,16 @@ impl EmulatorRunner {
                 secondary: None,
             }
         } else {
-            let mut note = format!(
-                "revision {}: {} of {} checks failed: {}",
-                report.revision,
-                failed.len(),
-                report.checks.len(),
-                failed.join(", ")
+            let note = events::truncate(
+                &format!(
+                    "revision {}: {} of {} checks failed: {}",
+                    report.revision,
+                    failed.len(),
+                    report.checks.len(),
+                    failed.join(", ")
+                ),
+                1000,
             );
-            note.truncate(1000);
             Event {
                 type_: EventType::Warning,
                 reason: "EmulatorFailed".into(),
@@ -198,7 +208,7 @@ impl EmulatorRunner {
                 secondary: None,
             }
         };
-        let _ = self.recorder.publish(&event, &bundle.app.object_ref(&())).await;
+        events::publish(&self.recorder, &bundle.app.object_ref(&()), vec![event]).await;
         Ok(())
     }
 }

@@ -36,7 +36,8 @@ pub async fn publish(recorder: &Recorder, reference: &ObjectReference, events: V
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` bytes of `s`, cut at a character boundary (an Event note's limit).
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -181,14 +181,29 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(
+    reflected(
         scoped::<PartialObjectMeta<K>>(client, namespace),
         managed_selector(),
     )
-    .default_backoff()
-    .reflect(writer)
-    .touched_objects();
+}
+
+/// A cache of the objects of `api` that `config` selects, and the stream of
+/// their changes that fills it (the stream must be polled, as a trigger).
+fn reflected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
     (reader, stream)
 }
 
@@ -231,42 +246,45 @@ async fn app_controller(
 ) {
     let ns = options.namespace.as_deref();
     let (pod_disruption_budgets, pdb_events) = cached_managed_changes::<PodDisruptionBudget>(&client, ns);
-    let (policies, policy_writer) = reflector::store::<PromotionPolicy>();
-    let policy_events = watcher(
+    let (policies, policy_events) = reflected(
         Api::<PromotionPolicy>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(policy_writer)
-    .touched_objects();
+    );
 
-    // Functions and Rules: what the emulator checks with each App.
-    let (functions, function_writer) = reflector::store::<Function>();
-    let function_events = watcher(scoped::<Function>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .reflect(function_writer)
-        .touched_objects();
-    let (rules, rule_writer) = reflector::store::<Rule>();
-    let rule_events = watcher(scoped::<Rule>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .reflect(rule_writer)
-        .touched_objects();
-    let emulator = match &options.engine {
+    // With the emulator on, an App's Functions and Rules are part of what it
+    // checks: they are cached, and a change to one re-checks its App. With
+    // it off, they are not watched here at all.
+    let engine = match &options.engine {
         None => None,
-        Some(socket) => match winky_emulator::Engine::connect(socket).await {
-            Ok(engine) => Some(Arc::new(EmulatorRunner::new(
+        Some(socket) => winky_emulator::Engine::connect(socket)
+            .await
+            .inspect_err(|e| warn!(error = %e, "the emulator is off: no container engine"))
+            .ok(),
+    };
+    let (emulator, function_events, rule_events) = match engine {
+        None => (
+            None,
+            futures::stream::empty().boxed(),
+            futures::stream::empty().boxed(),
+        ),
+        Some(engine) => {
+            let (functions, function_events) =
+                reflected(scoped::<Function>(&client, ns), watcher::Config::default());
+            let (rules, rule_events) = reflected(scoped::<Rule>(&client, ns), watcher::Config::default());
+            let runner = EmulatorRunner::new(
                 client.clone(),
                 engine,
                 recorder(&client, &options),
                 health.metrics.clone(),
                 functions,
                 rules,
-            ))),
-            Err(e) => {
-                warn!(error = %e, "the emulator is off: no container engine");
-                None
-            }
-        },
+            );
+            (
+                Some(Arc::new(runner)),
+                function_events.boxed(),
+                rule_events.boxed(),
+            )
+        }
     };
 
     let controller = Controller::new(
@@ -355,14 +373,10 @@ async fn function_controller(
     let (deployments, deployment_events) = cached_managed_changes::<Deployment>(&client, ns);
     let (services, service_events) = cached_managed_changes::<Service>(&client, ns);
     let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns);
-    let (apps, app_writer) = reflector::store::<App>();
-    let app_events = watcher(
+    let (apps, app_events) = reflected(
         scoped::<App>(&client, ns),
         watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .reflect(app_writer)
-    .touched_objects();
+    );
 
     let controller = Controller::new(
         scoped::<Function>(&client, ns),

@@ -76,6 +76,9 @@ fn object_key(app: &App) -> String {
 async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
     if app.metadata.deletion_timestamp.is_some() {
         // Children carry owner references: the garbage collector removes them.
+        if let Some(emulator) = &ctx.emulator {
+            emulator.forget(app);
+        }
         return Ok(Finished::Deleting);
     }
     let inputs = dereference(app, ctx).await;

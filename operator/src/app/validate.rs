@@ -2,7 +2,6 @@
 //! schema cannot make because they depend on other objects or on how the
 //! operator runs. Pure: everything it needs comes in through [`Inputs`].
 
-use sha2::{Digest, Sha256};
 use winky_crds::App;
 
 /// The stage an App runs in when it follows no PromotionPolicy. The stage
@@ -108,12 +107,8 @@ pub fn validate<'a>(app: &'a App, inputs: &Inputs) -> Result<Plan<'a>, Invalid> 
     })
 }
 
-/// A stable id of everything in the spec: equal specs give equal ids.
+/// The revision id of the App's spec: `winky_emulator::revision`, so that
+/// `status.revision.id` and `status.emulator.revision` agree by construction.
 pub fn revision(app: &App) -> String {
-    // Struct fields serialize in declaration order and maps are BTreeMaps, so
-    // the JSON is canonical for a given spec.
-    let bytes = serde_json::to_vec(&app.spec).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("r-{hex}")
+    winky_emulator::revision(app)
 }

@@ -73,17 +73,9 @@ pub async fn reconcile(function: Arc<Function>, ctx: Arc<FunctionContext>) -> Re
     let result = reconcile_function(&function, &ctx).await?;
     ctx.backoffs.reset(&key(&function));
     ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
-    if result == "waiting-for-app" {
-        // The App's arrival is watched, but the App cache and the Function
-        // cache are fed by two watches that can be delivered in either
-        // order; a slow recheck makes sure a Function never waits forever.
-        return Ok(Action::requeue(APP_RECHECK));
-    }
+    // The App is watched: a missing one wakes its Functions when it appears.
     Ok(Action::await_change())
 }
-
-/// How often a Function whose App is missing looks again.
-const APP_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Requeues a failed reconcile with exponential backoff and jitter.
 pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<FunctionContext>) -> Action {
@@ -138,10 +130,7 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
     match validate(function, app.as_deref(), &ctx.settings) {
         Err(invalid) => {
             write_status(function, &Outcome::Invalid(&invalid), None, now, ctx).await?;
-            Ok(match invalid {
-                Invalid::AppNotFound { .. } => "waiting-for-app",
-                Invalid::VaultNotConfigured { .. } => "invalid",
-            })
+            Ok("invalid")
         }
         Ok(app) => {
             let revision = crate::app::validate::revision(app);
