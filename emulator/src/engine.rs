@@ -46,6 +46,9 @@ pub enum EngineError {
          (it prints the socket) and pass it with --engine or WINKY_ENGINE"
     )]
     Unreachable { socket: String, message: String },
+    /// The engine answered, but not what was asked for.
+    #[error("the container engine answered {0}")]
+    Answer(String),
     #[error("the container engine failed to {action}: {source}")]
     Api {
         action: &'static str,
@@ -244,14 +247,12 @@ impl Engine {
         let text = String::from_utf8_lossy(&response);
         let (head, body) = text
             .split_once("\r\n\r\n")
-            .ok_or_else(|| failed(format!("a malformed answer to GET {path}")))?;
+            .ok_or_else(|| EngineError::Answer(format!("GET {path}: a malformed HTTP answer")))?;
         if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            return Err(failed(format!(
-                "GET {path}: {}",
-                head.lines().next().unwrap_or_default()
-            )));
+            let status = head.lines().next().unwrap_or_default();
+            return Err(EngineError::Answer(format!("GET {path}: {status}")));
         }
-        serde_json::from_str(body).map_err(|e| failed(format!("GET {path}: {e}")))
+        serde_json::from_str(body).map_err(|e| EngineError::Answer(format!("GET {path}: {e}")))
     }
 
     async fn wait_exit(&self, id: &str) -> Result<(Option<i64>, bool), EngineError> {
@@ -326,25 +327,36 @@ impl Engine {
             }
             (stdout, stderr)
         });
-        let (exit_code, oom_killed, timed_out) =
-            match tokio::time::timeout(spec.timeout, self.wait_exit(id)).await {
-                Ok(result) => {
-                    let (exit_code, oom) = result?;
-                    (exit_code, oom, false)
-                }
-                Err(_) => {
-                    let kill = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
-                    let _ = self.docker.kill_container(id, Some(kill)).await;
-                    let (exit_code, oom) = self.wait_exit(id).await?;
-                    (exit_code, oom, true)
-                }
-            };
+        let mut reader = reader;
+        let mut output = None;
+        // The attach stream ends when the process does: wait for that first,
+        // and poll inspect only for the moment between the exit and its record
+        // (polling from the start would cost a request every 10 ms of the run).
+        let exited = async {
+            output = Some((&mut reader).await.unwrap_or_default());
+            self.wait_exit(id).await
+        };
+        let (exit_code, oom_killed, timed_out) = match tokio::time::timeout(spec.timeout, exited).await {
+            Ok(result) => {
+                let (exit_code, oom) = result?;
+                (exit_code, oom, false)
+            }
+            Err(_) => {
+                let kill = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+                let _ = self.docker.kill_container(id, Some(kill)).await;
+                let (exit_code, oom) = self.wait_exit(id).await?;
+                (exit_code, oom, true)
+            }
+        };
         // The attach stream ends with the process; a stuck stream is not worth waiting for.
-        let (stdout, stderr) = tokio::time::timeout(Duration::from_secs(5), reader)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let (stdout, stderr) = match output {
+            Some(output) => output,
+            None => tokio::time::timeout(Duration::from_secs(5), reader)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+        };
         Ok(RunOutcome {
             exit_code,
             oom_killed,

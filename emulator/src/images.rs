@@ -5,6 +5,7 @@
 //! same image id.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -103,7 +104,8 @@ pub fn rootfs(program: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
 /// A docker-archive of one layer, tagged `reference`, whose entrypoint is
 /// `/fn` when the rootfs has a program and the shell otherwise.
 pub fn archive(rootfs: &[u8], reference: &str, has_program: bool) -> Result<Vec<u8>, ImageError> {
-    let diff_id = format!("sha256:{}", sha256_hex(rootfs));
+    let layer_digest = sha256_hex(rootfs);
+    let diff_id = format!("sha256:{layer_digest}");
     let entrypoint = if has_program { vec!["/fn"] } else { vec!["/bin/sh"] };
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
@@ -115,7 +117,7 @@ pub fn archive(rootfs: &[u8], reference: &str, has_program: bool) -> Result<Vec<
     }))
     .expect("a JSON value serializes");
     let config_name = format!("{}.json", sha256_hex(&config));
-    let layer_name = format!("{}/layer.tar", sha256_hex(rootfs));
+    let layer_name = format!("{layer_digest}/layer.tar");
     let manifest = serde_json::to_vec(&serde_json::json!([
         {"Config": config_name, "RepoTags": [reference], "Layers": [layer_name]}
     ]))
@@ -136,14 +138,23 @@ pub async fn import_program(engine: &Engine, reference: &str, program: &Path) ->
 }
 
 /// The busybox-only image used to probe an App from inside its network
-/// namespace; loaded once per engine (the name carries the content hash).
+/// namespace: built once per process (reading busybox and hashing the
+/// rootfs), loaded once per engine (the name carries the content hash).
 pub async fn probe_image(engine: &Engine) -> Result<String, ImageError> {
-    let rootfs = rootfs(None)?;
-    let reference = format!("localhost/winky-probe:{}", &sha256_hex(&rootfs)[..16]);
-    if !engine.has_image(&reference).await? {
-        engine.load_archive(archive(&rootfs, &reference, false)?).await?;
+    static PROBE: OnceLock<(String, Vec<u8>)> = OnceLock::new();
+    let (reference, archive) = match PROBE.get() {
+        Some(probe) => probe,
+        None => {
+            let rootfs = rootfs(None)?;
+            let reference = format!("localhost/winky-probe:{}", &sha256_hex(&rootfs)[..16]);
+            let archive = archive(&rootfs, &reference, false)?;
+            PROBE.get_or_init(|| (reference, archive))
+        }
+    };
+    if !engine.has_image(reference).await? {
+        engine.load_archive(archive.clone()).await?;
     }
-    Ok(reference)
+    Ok(reference.clone())
 }
 
 #[cfg(test)]

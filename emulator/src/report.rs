@@ -122,11 +122,20 @@ impl fmt::Display for EmulatorReport {
 
 /// Most bytes of a check's logs kept in a report.
 pub const MAX_LOG_BYTES: usize = 4096;
+/// Bytes before the kept tail that are redacted too (see [`cap_logs`]).
+const REDACTION_MARGIN: usize = 8192;
 
 /// Logs as a report keeps them: redacted, then cut to [`MAX_LOG_BYTES`] at a
 /// character boundary (the end is kept: that is where the failure is).
 pub fn cap_logs(text: &str) -> String {
-    let redacted = winky_redact::Redactor::builtin().redact(text).text;
+    // Only the tail is kept, so only the tail is redacted — with a margin in
+    // front, so that a secret across the first cut (a PEM key is under 8 KiB)
+    // is seen whole, redacted, and then cut away with the margin.
+    let mut window = text.len().saturating_sub(MAX_LOG_BYTES + REDACTION_MARGIN);
+    while !text.is_char_boundary(window) {
+        window += 1;
+    }
+    let redacted = winky_redact::Redactor::builtin().redact(&text[window..]).text;
     if redacted.len() <= MAX_LOG_BYTES {
         return redacted;
     }
@@ -134,7 +143,7 @@ pub fn cap_logs(text: &str) -> String {
     while !redacted.is_char_boundary(start) {
         start += 1;
     }
-    format!("[… {start} bytes cut]\n{}", &redacted[start..])
+    format!("[… earlier output cut]\n{}", &redacted[start..])
 }
 
 #[cfg(test)]
@@ -182,7 +191,23 @@ mod tests {
         assert!(capped.len() < MAX_LOG_BYTES + 40);
         assert!(capped.ends_with("the end"));
         assert!(!capped.contains("ghp_R2d9"), "{capped}");
-        assert!(capped.starts_with("[… "));
+        assert!(capped.starts_with("[… earlier output cut]\n"));
         assert_eq!(cap_logs("short"), "short");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_redacted_before_it_is_cut() {
+        // The kept tail starts in the middle of the password.
+        let tail = "y".repeat(MAX_LOG_BYTES - 8);
+        let text = format!("{}\npassword=S3cr3t-Pa55word!\n{tail}", "x".repeat(2 << 20));
+        let capped = cap_logs(&text);
+        assert!(capped.ends_with(&tail));
+        for fragment in ["Pa55", "55wo", "word!", "S3cr3t"] {
+            assert!(
+                !capped.contains(fragment),
+                "{fragment} survived: {}",
+                &capped[..80]
+            );
+        }
     }
 }
