@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use winky_policies::rules::RuleSet;
 
 use crate::generate::Generated;
 
@@ -66,32 +65,25 @@ impl fmt::Display for Checks {
 
 /// Compiles the Rule and runs its tests.
 pub fn rule_tests(generated: &Generated) -> Check {
+    // The emulator's rule checks (one per test case), summed up in one row.
     let started = Instant::now();
-    let rule = &generated.rule;
-    let name = format!("rule tests ({})", rule.name_any());
-    let (passed, message) = match RuleSet::compile(&rule.spec) {
-        Err(errors) => {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            (false, format!("does not compile: {}", errors.join("; ")))
-        }
-        Ok(rules) => {
-            let summary = rules.run_tests(&rule.spec.tests);
-            let failures: Vec<String> = summary
-                .results
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| format!("{}: {}", r.name, r.message.as_deref().unwrap_or("failed")))
-                .collect();
-            let mut message = format!("{} passed, {} failed", summary.passed, summary.failed);
-            if !failures.is_empty() {
-                message.push_str(&format!(" ({})", failures.join("; ")));
-            }
-            (summary.failed == 0, message)
-        }
-    };
+    let cases = winky_emulator::rules::checks(std::slice::from_ref(&generated.rule));
+    let failures: Vec<String> = cases
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.message))
+        .collect();
+    let mut message = format!(
+        "{} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    if !failures.is_empty() {
+        message.push_str(&format!(" ({})", failures.join("; ")));
+    }
     Check {
-        name,
-        passed,
+        name: format!("rule tests ({})", generated.rule.name_any()),
+        passed: failures.is_empty(),
         message,
         duration_ms: started.elapsed().as_millis() as u64,
     }

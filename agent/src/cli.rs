@@ -333,21 +333,23 @@ async fn kube_client(args: &ProposeArgs) -> anyhow::Result<Option<kube::Client>>
     if args.no_server_check {
         return Ok(None);
     }
-    let path = args
-        .kubeconfig
-        .clone()
-        .or_else(|| env_nonempty("KUBECONFIG").map(PathBuf::from))
-        .or_else(|| {
-            let default = PathBuf::from(std::env::var_os("HOME")?).join(".kube/config");
-            default.exists().then_some(default)
-        });
-    let Some(path) = path else { return Ok(None) };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
+    use kube::config::Kubeconfig;
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path)
+            .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?,
+        None => {
+            let default = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"));
+            if env_nonempty("KUBECONFIG").is_none() && !default.is_some_and(|d| d.exists()) {
+                return Ok(None);
+            }
+            // kube reads $KUBECONFIG (a list of files, merged) or ~/.kube/config.
+            Kubeconfig::read().map_err(|e| anyhow::anyhow!("cannot read the kubeconfig: {e}"))?
+        }
+    };
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("kubeconfig: {e}"))?;
     Ok(Some(kube::Client::try_from(config)?))
 }
 
@@ -366,22 +368,22 @@ async fn propose_command(args: ProposeArgs) -> anyhow::Result<std::process::Exit
     let token = secrets
         .resolve_opt(GITHUB_TOKEN_VARS.iter().find_map(|name| env_nonempty(name)))
         .await?;
-    let github = if args.dry_run && token.is_none() {
-        None
-    } else {
-        let spec = match &args.github_repo {
-            Some(spec) => spec.clone(),
-            None => Repo::open(&args.repo)?.remote_url(&args.remote)?,
-        };
-        let (owner, repo) = github::parse_repository(&spec)?;
-        match token.clone() {
-            Some(token) => Some(GitHubConfig {
+    // Without a token there is no pull request to open: propose refuses,
+    // unless --dry-run stops it before.
+    let github = match token.clone() {
+        None => None,
+        Some(token) => {
+            let spec = match &args.github_repo {
+                Some(spec) => spec.clone(),
+                None => Repo::open(&args.repo)?.remote_url(&args.remote)?,
+            };
+            let (owner, repo) = github::parse_repository(&spec)?;
+            Some(GitHubConfig {
                 api_url: args.github_api.clone(),
                 owner,
                 repo,
                 token,
-            }),
-            None => None,
+            })
         }
     };
     let git_credentials = Credentials {

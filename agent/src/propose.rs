@@ -16,7 +16,7 @@ use crate::audit::{AuditLog, Outcome};
 use crate::branch::{BranchName, ChangeType};
 use crate::check::{self, Checks};
 use crate::generate::{self, Generated};
-use crate::git::{Credentials, Repo};
+use crate::git::{Credentials, GitError, Repo};
 use crate::github::{self, BodySections, GitHub, GitHubConfig, OpenedPullRequest};
 use crate::plan::Plan;
 use crate::planner::{PlanRequest, Planner};
@@ -187,6 +187,8 @@ pub async fn propose(options: ProposeOptions) -> Result<Proposal, ProposeError> 
     let refusal = match (&branch, repo.ensure_clean()) {
         (Err(invalid), _) => Some(invalid.to_string()),
         (_, Err(dirty)) => Some(dirty.to_string()),
+        // Before the planner runs: a provider call is not free.
+        _ if !options.dry_run && options.github.is_none() => Some(github::GitHubError::NoToken.to_string()),
         _ => None,
     };
     if let Some(reason) = refusal {
@@ -274,14 +276,9 @@ pub async fn propose(options: ProposeOptions) -> Result<Proposal, ProposeError> 
     record(&mut audit, "check", Outcome::Ok, Some(&summary))?;
 
     // 5. Preview against the base the pull request will target.
-    let gh = match (&options.github, options.dry_run) {
-        (Some(config), _) => Some(GitHub::new(config).map_err(|e| ProposeError::Failed(e.to_string()))?),
-        (None, true) => None,
-        (None, false) => {
-            let reason = github::GitHubError::NoToken.to_string();
-            record(&mut audit, "refuse", Outcome::Refused, Some(&reason))?;
-            return Err(ProposeError::Refused(reason));
-        }
+    let gh = match &options.github {
+        Some(config) => Some(GitHub::new(config).map_err(|e| ProposeError::Failed(e.to_string()))?),
+        None => None, // only with --dry-run: refused above otherwise
     };
     let default_branch = match &gh {
         Some(gh) => gh
@@ -344,24 +341,19 @@ pub async fn propose(options: ProposeOptions) -> Result<Proposal, ProposeError> 
     let gh = gh.expect("a GitHub client exists unless --dry-run");
 
     // 6. Branch, commit, push, pull request — each refusal before its side effect.
-    let exists = repo
-        .remote_has_branch(&options.remote, &branch, &options.git_credentials)
-        .map_err(|e| ProposeError::Failed(e.to_string()))?;
-    if exists || branch.as_str() == default_branch {
-        let reason = if exists {
-            crate::git::GitError::BranchExists {
-                branch: branch.to_string(),
-                remote: repo_url.clone(),
-            }
-            .to_string()
-        } else {
-            crate::git::GitError::DefaultBranch {
-                branch: default_branch.clone(),
-            }
-            .to_string()
-        };
-        record(&mut audit, "refuse", Outcome::Refused, Some(&reason))?;
-        return Err(ProposeError::Refused(reason));
+    match repo.ensure_pushable(
+        &options.remote,
+        &branch,
+        &default_branch,
+        &options.git_credentials,
+    ) {
+        Ok(()) => {}
+        Err(e @ (GitError::BranchExists { .. } | GitError::DefaultBranch { .. })) => {
+            let reason = e.to_string();
+            record(&mut audit, "refuse", Outcome::Refused, Some(&reason))?;
+            return Err(ProposeError::Refused(reason));
+        }
+        Err(e) => return Err(ProposeError::Failed(e.to_string())),
     }
     let subject = commit_subject(options.change, &proposal.plan.app, &prompt);
     let message = format!(
@@ -377,12 +369,7 @@ pub async fn propose(options: ProposeOptions) -> Result<Proposal, ProposeError> 
     };
     audit.commit = Some(commit.clone());
     record(&mut audit, "commit", Outcome::Ok, Some(&subject))?;
-    if let Err(e) = repo.push(
-        &options.remote,
-        &branch,
-        &default_branch,
-        &options.git_credentials,
-    ) {
+    if let Err(e) = repo.push(&options.remote, &branch, &options.git_credentials) {
         record(&mut audit, "push", Outcome::Failed, Some(&e.to_string()))?;
         return Err(ProposeError::Failed(e.to_string()));
     }

@@ -471,6 +471,26 @@ async fn refusals_come_before_any_side_effect() {
     assert!(outcomes.iter().all(|(_, outcome)| outcome == "refused"));
     let problems = validate_exchanges(&github.exchanges()).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
+
+    // No token: refused before the planner runs (it may be a paid provider).
+    let before = audit_records(audit).len();
+    let refs_before = remote_refs();
+    let no_token = [("WINKY_AUDIT_LOG", audit.to_str().unwrap())];
+    let run = winky(
+        checkout,
+        &[&base[..], &["--seed", "9", "A notes app with tags"]].concat(),
+        &no_token,
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("no GitHub token"), "{}", run.stderr);
+    assert!(!run.stderr.contains("[2/7] plan"), "{}", run.stderr);
+    let actions: Vec<String> = audit_records(audit)[before..]
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, vec!["redact", "refuse"]);
+    assert_eq!(remote_refs(), refs_before, "nothing was pushed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

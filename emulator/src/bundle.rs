@@ -178,6 +178,18 @@ mod tests {
         assert_eq!(bundle.name(), "notes");
         assert_eq!(bundle.functions.len(), 1, "only the notes functions");
         assert!(revision(&bundle.app).starts_with("r-"));
+        let mut changed = bundle.app.clone();
+        assert_eq!(
+            revision(&changed),
+            revision(&bundle.app),
+            "equal specs, equal ids"
+        );
+        changed.spec.replicas += 1;
+        assert_ne!(
+            revision(&changed),
+            revision(&bundle.app),
+            "another spec, another id"
+        );
 
         std::fs::write(dir.path().join("shop.yaml"), APP.replace("NAME", "shop")).unwrap();
         let err = Bundle::load(dir.path(), None).unwrap_err();

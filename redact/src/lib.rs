@@ -397,5 +397,11 @@ mod tests {
         for pair in findings.windows(2) {
             assert!(pair[0].end <= pair[1].start, "{findings:?}");
         }
+        // The generic rule and the AWS rule both match here: one finding,
+        // named after the specific rule, covering the key.
+        let findings = Redactor::builtin().scan("key=AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].rule, "aws-access-token");
+        assert_eq!((findings[0].start, findings[0].end), (4, 24));
     }
 }

@@ -259,9 +259,10 @@ impl Repo {
         Ok(connection.list()?.iter().any(|head| head.name() == refname))
     }
 
-    /// Pushes `branch` to the same name on `remote`, never forced, never to
-    /// the default branch, never over an existing branch.
-    pub fn push(
+    /// Refuses `branch` when it is the default branch or already exists on
+    /// `remote` (asked over the network): pushing it would need a force.
+    /// Called once, before the commit, so a refusal has no side effect.
+    pub fn ensure_pushable(
         &self,
         remote: &str,
         branch: &BranchName,
@@ -273,13 +274,20 @@ impl Repo {
                 branch: default_branch.into(),
             });
         }
-        let url = self.remote_url(remote)?;
         if self.remote_has_branch(remote, branch, credentials)? {
             return Err(GitError::BranchExists {
                 branch: branch.to_string(),
-                remote: url,
+                remote: self.remote_url(remote)?,
             });
         }
+        Ok(())
+    }
+
+    /// Pushes `branch` to the same name on `remote`, never forced: the
+    /// refspec has no `+`, so the remote refuses anything but creating the
+    /// branch or fast-forwarding it. Check [`Repo::ensure_pushable`] first.
+    pub fn push(&self, remote: &str, branch: &BranchName, credentials: &Credentials) -> Result<(), GitError> {
+        let url = self.remote_url(remote)?;
         let refspec = push_refspec(branch);
         let mut rejection: Option<String> = None;
         {
