@@ -16,11 +16,11 @@ winky=${WINKY:-target/debug/winky}
 out=target/images
 mkdir -p "$out"
 
+command -v go >/dev/null 2>&1 || { echo "images.sh: go is needed to build the example programs (make prereqs installs it)" >&2; exit 1; }
 programs=$(grep -v '^#' examples/images/images.txt | awk 'NF {print $1}' | sort -u)
 for program in $programs; do
   (cd examples/images && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "../../$out/$program" "./$program")
 done
 grep -v '^#' examples/images/images.txt | awk 'NF {print $1, $2}' | while read -r program image; do
-  "$winky" image import --engine "$socket" "$image" "$out/$program" 2>/dev/null
-  echo "images.sh: $image ← examples/images/$program" >&2
+  "$winky" image import --engine "$socket" "$image" "$out/$program"
 done

@@ -69,11 +69,17 @@ impl ContainerEngine {
 
 impl Drop for ContainerEngine {
     fn drop(&mut self) {
-        if let Err(e) = podman_sh(&["stop", &self.dir.display().to_string()]) {
-            eprintln!(
+        match podman_sh(&["stop", &self.dir.display().to_string()]) {
+            // Its storage is tens of MiB; a test run should not leave it behind.
+            Ok(_) => {
+                if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                    eprintln!("winky-e2e: removing {}: {e}", self.dir.display());
+                }
+            }
+            Err(e) => eprintln!(
                 "winky-e2e: stopping the container engine in {}: {e:#}",
                 self.dir.display()
-            );
+            ),
         }
     }
 }

@@ -465,6 +465,8 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
     // Let the reconcile that the Degraded status write itself triggers pass.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let count = operator.metric(invalid);
+    // A missing sample reads as 0: the invalid reconcile must have been counted.
+    assert!(count >= 1.0, "no {invalid} sample");
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("invalid reconciles: {count} then {}", operator.metric(invalid));
     assert_eq!(

@@ -26,6 +26,13 @@ fn serves_every_winky_kind_in_the_winky_category() {
         .kubectl(&["get", "winky", "-A"])
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(!listed.contains("error"), "{listed}");
+    // `kubectl get winky` lists exactly these kinds: the category holds all six.
+    let in_category = cp
+        .kubectl(&["api-resources", "--categories=winky", "-o", "name"])
+        .unwrap();
+    let mut in_category: Vec<&str> = in_category.lines().collect();
+    in_category.sort();
+    assert_eq!(in_category, kinds);
 }
 
 #[test]

@@ -199,7 +199,9 @@ async fn the_sandbox_stops_memory_hogs_network_access_and_endless_functions() {
         .find(|l| l.starts_with("interfaces:"))
         .unwrap();
     assert!(
-        interfaces.contains("127.0.0.1") && !interfaces.contains("10."),
+        interfaces.contains("127.0.0.1")
+            && !interfaces.contains("10.")
+            && interfaces == "interfaces: [127.0.0.1/8 ::1/128]",
         "{interfaces}"
     );
     println!("network: {}", outcome.stdout.trim().replace('\n', " | "));
@@ -250,7 +252,7 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = cp.namespace(&client, "emulate").await.unwrap();
-    let _operator = InProcessOperator::start_with_engine(
+    let operator = InProcessOperator::start_with_engine(
         client.clone(),
         ns.name(),
         "emulate-operator",
@@ -280,7 +282,10 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
             let app = apps.get("shop").await.ok()?;
             let status = app.status.as_ref()?;
             let (emulator, revision) = (status.emulator.as_ref()?, status.revision.as_ref()?);
-            (emulator.revision == revision.id).then_some(app)
+            // The App and its Function arrive by separate watches: a first run
+            // may check the App before its Function is cached; the Function's
+            // arrival runs it again, with the Function.
+            (emulator.revision == revision.id && emulator.by_kind.contains_key("function")).then_some(app)
         },
     )
     .await;
@@ -342,4 +347,5 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
     )
     .await;
     assert_eq!(failed.failed, 1, "{failed:?}");
+    operator.stop().await.unwrap();
 }

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Env {
     client: Client,
     ns: TestNamespace,
-    _operator: InProcessOperator,
+    operator: InProcessOperator,
 }
 
 async fn env(prefix: &str) -> Env {
@@ -31,11 +31,7 @@ async fn env(prefix: &str) -> Env {
     let client = cp.client().await.unwrap();
     let ns = cp.namespace(&client, prefix).await.unwrap();
     let operator = InProcessOperator::start(client.clone(), ns.name(), &format!("{prefix}-operator"));
-    Env {
-        client,
-        ns,
-        _operator: operator,
-    }
+    Env { client, ns, operator }
 }
 
 async fn apply_json<K>(client: &Client, ns: &str, value: serde_json::Value) -> K
@@ -114,11 +110,7 @@ async fn admit(client: &Client, ns: &str, name: &str, template: &PodTemplateSpec
 
 #[tokio::test]
 async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_restricted() {
-    let Env {
-        client,
-        ns,
-        _operator: _running,
-    } = env("fn-workloads").await;
+    let Env { client, ns, operator } = env("fn-workloads").await;
     let ns = ns.name();
     apply_app(&client, ns).await;
     // Functions applied in the first instant of an operator's life have been
@@ -230,15 +222,12 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
         resize.status.unwrap().observed_generation,
         resize.metadata.generation
     );
+    operator.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_changed_trigger_replaces_the_workload_and_a_missing_app_is_reported() {
-    let Env {
-        client,
-        ns,
-        _operator: _running,
-    } = env("fn-changes").await;
+    let Env { client, ns, operator } = env("fn-changes").await;
     let ns = ns.name();
     let functions: Api<Function> = Api::namespaced(client.clone(), ns);
 
@@ -283,4 +272,5 @@ async fn a_changed_trigger_replaces_the_workload_and_a_missing_app_is_reported()
         (deployment_gone && service_gone && cron_job.spec.schedule == "*/10 * * * *").then_some(())
     })
     .await;
+    operator.stop().await.unwrap();
 }
