@@ -511,15 +511,17 @@ async fn the_openai_planner_speaks_chat_completions_and_sees_only_the_redacted_p
     let prompt =
         format!("Chat app with rooms, messages, and push notifications; our slack token is {GITHUB_PAT}");
     let audit = dir.join("audit.jsonl");
-    let env = [
-        ("WINKY_OPENAI_BASE_URL", provider.url()),
-        ("WINKY_OPENAI_API_KEY", "sk-e2e-provider-key"),
-        ("WINKY_AUDIT_LOG", audit.to_str().unwrap()),
-    ];
+    let env = |key| {
+        [
+            ("WINKY_OPENAI_BASE_URL", provider.url()),
+            ("WINKY_OPENAI_API_KEY", key),
+            ("WINKY_AUDIT_LOG", audit.to_str().unwrap()),
+        ]
+    };
     let run = winky(
         &checkout,
         &["propose", "--dry-run", "--planner", "openai", &prompt],
-        &env,
+        &env("sk-e2e-provider-key"),
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -550,15 +552,11 @@ async fn the_openai_planner_speaks_chat_completions_and_sees_only_the_redacted_p
     assert!(!run.stderr.contains("sk-e2e-provider-key") && !run.stdout.contains("sk-e2e-provider-key"));
 
     // A wrong key is a clear error, and nothing else happens.
-    let env = [
-        ("WINKY_OPENAI_BASE_URL", provider.url()),
-        ("WINKY_OPENAI_API_KEY", "sk-wrong"),
-        ("WINKY_AUDIT_LOG", audit.to_str().unwrap()),
-    ];
+
     let run = winky(
         &checkout,
         &["propose", "--dry-run", "--planner", "openai", "A notes app"],
-        &env,
+        &env("sk-wrong"),
     )
     .await;
     assert_eq!(run.code, 1);

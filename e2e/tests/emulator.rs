@@ -218,6 +218,35 @@ async fn the_sandbox_stops_memory_hogs_network_access_and_endless_functions() {
     println!("timeout: {message}; stopped after {:?}", outcome.duration);
 }
 
+/// Server-side applies an App, Function or Rule given as JSON.
+async fn apply_object(client: &kube::Client, namespace: &str, object: &Value) {
+    use kube::api::{Api, Patch, PatchParams};
+    let name = object["metadata"]["name"].as_str().unwrap();
+    let params = PatchParams::apply("e2e").force();
+    let patch = Patch::Apply(object);
+    match object["kind"].as_str().unwrap() {
+        "App" => drop(
+            Api::<winky_crds::App>::namespaced(client.clone(), namespace)
+                .patch(name, &params, &patch)
+                .await
+                .unwrap(),
+        ),
+        "Function" => drop(
+            Api::<Function>::namespaced(client.clone(), namespace)
+                .patch(name, &params, &patch)
+                .await
+                .unwrap(),
+        ),
+        "Rule" => drop(
+            Api::<winky_crds::Rule>::namespaced(client.clone(), namespace)
+                .patch(name, &params, &patch)
+                .await
+                .unwrap(),
+        ),
+        kind => panic!("no {kind} in the shop example"),
+    }
+}
+
 /// The shop example's objects, moved into `namespace`.
 fn shop_objects(namespace: &str) -> Vec<serde_json::Value> {
     let mut objects = Vec::new();
@@ -241,8 +270,7 @@ fn shop_objects(namespace: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_status() {
-    use kube::api::{Api, DynamicObject, Patch, PatchParams};
-    use kube::discovery::ApiResource;
+    use kube::api::Api;
     use winky_crds::App;
     use winky_e2e::{ControlPlane, InProcessOperator, eventually};
 
@@ -260,19 +288,7 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
     );
     let started = std::time::Instant::now();
     for object in shop_objects(ns.name()) {
-        let kind = object["kind"].as_str().unwrap().to_string();
-        let resource = ApiResource {
-            group: "winky.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "winky.dev/v1alpha1".into(),
-            kind: kind.clone(),
-            plural: format!("{}s", kind.to_lowercase()),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
-        let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&object))
-            .await
-            .unwrap();
+        apply_object(&client, ns.name(), &object).await;
     }
     let apps: Api<App> = Api::namespaced(client.clone(), ns.name());
     let app = eventually(
@@ -322,19 +338,8 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
         .find(|o| o["kind"] == "App")
         .unwrap();
     app_object["spec"]["replicas"] = json!(3);
-    for (object, kind, plural) in [(&function, "Function", "functions"), (&app_object, "App", "apps")] {
-        let resource = ApiResource {
-            group: "winky.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "winky.dev/v1alpha1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
-        let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(object))
-            .await
-            .unwrap();
+    for object in [&function, &app_object] {
+        apply_object(&client, ns.name(), object).await;
     }
     let failed = eventually(
         "a failed emulator result for the new revision",
