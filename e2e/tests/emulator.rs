@@ -207,15 +207,18 @@ async fn the_sandbox_stops_memory_hogs_network_access_and_endless_functions() {
     println!("network: {}", outcome.stdout.trim().replace('\n', " | "));
 
     // Time: the probe never returns; its timeout is 2 s.
+    // Killed by the deadline (SIGKILL: 137), not before it, and not by the OOM killer.
     let (outcome, passed, message) = run(probe_function("hang", "64Mi", 2)).await;
-    assert!(outcome.timed_out, "{outcome:?}");
+    assert!(outcome.timed_out && outcome.kill_latency.is_some(), "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(137), "{outcome:?}");
+    assert!(!outcome.oom_killed, "{outcome:?}");
+    assert!(outcome.ran_for >= Duration::from_secs(2), "{outcome:?}");
     assert!(!passed && message.contains("timeout of 2 s"), "{message}");
-    assert!(
-        outcome.duration >= Duration::from_secs(2) && outcome.duration < Duration::from_secs(8),
-        "{:?}",
-        outcome.duration
+    println!(
+        "timeout: {message}; ended after {:?} (the engine took {:?} to report the kill)",
+        outcome.ran_for,
+        outcome.kill_latency.unwrap()
     );
-    println!("timeout: {message}; stopped after {:?}", outcome.duration);
 }
 
 /// Server-side applies an App, Function or Rule given as JSON.
@@ -318,7 +321,7 @@ async fn the_operator_runs_the_emulator_for_each_revision_and_reports_it_in_stat
     let functions: Api<Function> = Api::namespaced(client.clone(), ns.name());
     let checkout = eventually(
         "the Function's emulator result",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || async { functions.get("shop-checkout").await.ok()?.status?.emulator },
     )
     .await;

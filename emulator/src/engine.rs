@@ -38,6 +38,9 @@ pub const SANDBOX_USER: &str = "65532";
 const PIDS_LIMIT: i64 = 64;
 /// Most bytes of output kept from a run.
 const MAX_OUTPUT: usize = 1 << 20;
+/// How long the engine may take to report a container gone after SIGKILL
+/// before the run is an engine failure rather than a slow reap.
+const KILL_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -95,10 +98,14 @@ pub struct RunOutcome {
     pub oom_killed: bool,
     /// It was still running at the deadline and was killed.
     pub timed_out: bool,
+    /// From the SIGKILL at the deadline to the engine reporting the exit.
+    pub kill_latency: Option<Duration>,
     pub stdout: String,
     pub stderr: String,
     /// From create to the process running.
     pub start_latency: Duration,
+    /// From create to the engine reporting the process ended.
+    pub ran_for: Duration,
     /// From create to removed.
     pub duration: Duration,
 }
@@ -336,18 +343,31 @@ impl Engine {
             output = Some((&mut reader).await.unwrap_or_default());
             self.wait_exit(id).await
         };
-        let (exit_code, oom_killed, timed_out) = match tokio::time::timeout(spec.timeout, exited).await {
+        let (exit_code, oom_killed, kill_latency) = match tokio::time::timeout(spec.timeout, exited).await {
             Ok(result) => {
                 let (exit_code, oom) = result?;
-                (exit_code, oom, false)
+                (exit_code, oom, None)
             }
             Err(_) => {
+                let killed = Instant::now();
                 let kill = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
-                let _ = self.docker.kill_container(id, Some(kill)).await;
-                let (exit_code, oom) = self.wait_exit(id).await?;
-                (exit_code, oom, true)
+                let stopped = async {
+                    // The engine answers the kill once the process is gone
+                    // (Docker's semantics for SIGKILL); a failed kill still
+                    // leaves the exit record to wait for.
+                    let _ = self.docker.kill_container(id, Some(kill)).await;
+                    self.wait_exit(id).await
+                };
+                let (exit_code, oom) = tokio::time::timeout(KILL_GRACE, stopped).await.map_err(|_| {
+                    EngineError::Answer(format!(
+                        "no exit for container {id} within {} s of SIGKILL",
+                        KILL_GRACE.as_secs()
+                    ))
+                })??;
+                (exit_code, oom, Some(killed.elapsed()))
             }
         };
+        let ran_for = started.elapsed();
         // The attach stream ends with the process; a stuck stream is not worth waiting for.
         let (stdout, stderr) = match output {
             Some(output) => output,
@@ -360,10 +380,12 @@ impl Engine {
         Ok(RunOutcome {
             exit_code,
             oom_killed,
-            timed_out,
+            timed_out: kill_latency.is_some(),
+            kill_latency,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             start_latency,
+            ran_for,
             duration: Duration::ZERO,
         })
     }
