@@ -44,6 +44,8 @@ pub struct Context {
     pub settings: Settings,
     /// Caches.
     pub stores: Stores,
+    /// Resolves once the caches a reconcile reads have listed.
+    pub listed: crate::listed::Listed,
     /// Retry delays of failing Apps.
     pub backoffs: Backoffs,
     /// Runs the emulator for new revisions, when an engine was given.

@@ -25,6 +25,7 @@ pub mod events;
 pub mod function;
 pub mod http;
 pub mod leader;
+pub mod listed;
 pub mod metrics;
 pub mod rule;
 pub mod run;

@@ -28,6 +28,7 @@ use crate::emulate::EmulatorRunner;
 use crate::function::{self, FunctionContext};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
+use crate::listed::{Listed, cache};
 use crate::rule::{self, RuleContext};
 use crate::{MANAGED_BY, app};
 
@@ -110,9 +111,9 @@ pub async fn run(
         ended = &mut controller => Err(anyhow::anyhow!("the controllers stopped unexpectedly: {ended:?}")),
     };
     let _ = stop_tx.send(true);
-    // A graceful shutdown lets running reconciles finish. It can wait forever
-    // when it starts before the caches have listed (observed with kube-runtime
-    // 5.0), so it gets a deadline after which the controller is aborted.
+    // A graceful shutdown lets running reconciles finish; a reconcile stuck
+    // on an unanswered request must not hold the process, so it gets a
+    // deadline after which the controller is aborted.
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut controller)
         .await
         .is_err()
@@ -261,6 +262,7 @@ async fn app_controller(
             .inspect_err(|e| warn!(error = %e, "the emulator is off: no container engine"))
             .ok(),
     };
+    let mut caches = vec![cache(&policies), cache(&pod_disruption_budgets)];
     let (emulator, function_events, rule_events) = match engine {
         None => (
             None,
@@ -271,6 +273,7 @@ async fn app_controller(
             let (functions, function_events) =
                 reflected(scoped::<Function>(&client, ns), watcher::Config::default());
             let (rules, rule_events) = reflected(scoped::<Rule>(&client, ns), watcher::Config::default());
+            caches.extend([cache(&functions), cache(&rules)]);
             let runner = EmulatorRunner::new(
                 client.clone(),
                 engine,
@@ -325,6 +328,7 @@ async fn app_controller(
             policies,
             pod_disruption_budgets,
         },
+        listed: Listed::of(caches),
         backoffs: Backoffs::default(),
     });
     drive("App", controller.run(app::reconcile, app::error_policy, ctx)).await;
@@ -355,6 +359,7 @@ async fn rule_controller(
         client,
         metrics: health.metrics.clone(),
         rules,
+        listed: Listed::of([cache(&config_maps)]),
         config_maps,
         backoffs: Backoffs::default(),
     });
@@ -399,6 +404,12 @@ async fn function_controller(
         client,
         metrics: health.metrics.clone(),
         settings: options.settings.clone(),
+        listed: Listed::of([
+            cache(&apps),
+            cache(&deployments),
+            cache(&services),
+            cache(&cron_jobs),
+        ]),
         apps,
         deployments,
         services,

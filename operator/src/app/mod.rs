@@ -81,7 +81,10 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
         }
         return Ok(Finished::Deleting);
     }
-    let inputs = dereference(app, ctx).await;
+    // Caches that have not listed yet would report every policy missing
+    // and every disruption budget, Function and Rule absent.
+    ctx.listed.wait().await;
+    let inputs = dereference(app, ctx);
     let now = Timestamp::now();
     match validate::validate(app, &inputs) {
         Err(invalid) => {
@@ -111,15 +114,12 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
 }
 
 /// Reads what validation needs from the caches.
-async fn dereference(app: &App, ctx: &Context) -> Inputs {
-    let policy_exists = match &app.spec.policy {
-        None => None,
-        Some(name) => {
-            // A cache that has not listed yet would report every policy missing.
-            let _ = ctx.stores.policies.wait_until_ready().await;
-            Some(ctx.stores.policies.get(&ObjectRef::new(name)).is_some())
-        }
-    };
+fn dereference(app: &App, ctx: &Context) -> Inputs {
+    let policy_exists = app
+        .spec
+        .policy
+        .as_ref()
+        .map(|name| ctx.stores.policies.get(&ObjectRef::new(name)).is_some());
     Inputs {
         policy_exists,
         vault_configured: ctx.settings.vault_configured,

@@ -49,6 +49,8 @@ pub struct FunctionContext {
     pub deployments: Store<PartialObjectMeta<Deployment>>,
     pub services: Store<PartialObjectMeta<Service>>,
     pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    /// Resolves once the caches above have listed.
+    pub listed: crate::listed::Listed,
     pub backoffs: Backoffs,
 }
 
@@ -122,7 +124,7 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
     }
     let namespace = function.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     // A cache that has not listed yet would report every App missing.
-    let _ = ctx.apps.wait_until_ready().await;
+    ctx.listed.wait().await;
     let app = ctx
         .apps
         .get(&ObjectRef::new(&function.spec.app).within(&namespace));

@@ -49,6 +49,8 @@ pub struct RuleContext {
     pub rules: Store<Rule>,
     /// Metadata of the runtime ConfigMaps the operator manages.
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// Resolves once the ConfigMap cache has listed.
+    pub listed: crate::listed::Listed,
     /// Retry delays of failing Rules.
     pub backoffs: Backoffs,
 }
@@ -92,6 +94,8 @@ async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     let evaluation = publish::evaluate(rule);
     let namespace = rule.namespace().unwrap_or_default();
     let config_map = publish::config_map_ref(&namespace, &rule.spec.app);
+    // A cache that has not listed yet would report every ConfigMap missing.
+    ctx.listed.wait().await;
     let published = match ctx.config_maps.get(&config_map) {
         Some(_) => {
             let siblings = siblings(rule, ctx, None);
