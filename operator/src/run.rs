@@ -341,10 +341,11 @@ async fn rule_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = options.namespace.as_deref();
-    // A second watch of the runtime ConfigMaps, beside the App controller's:
-    // kube-runtime's shared reflectors do not forward deletions, which the
-    // App controller needs to recreate a deleted ConfigMap.
-    let (config_maps, config_map_events) = cached_managed_changes::<ConfigMap>(&client, ns);
+    // A second watch of the runtime ConfigMaps, beside the App controller's
+    // (kube-runtime's shared reflectors do not forward deletions, which the
+    // App controller needs to recreate a deleted ConfigMap), and of the whole
+    // object: `rules.json` is applied only when it differs from the cache.
+    let (config_maps, config_map_events) = reflected(scoped::<ConfigMap>(&client, ns), managed_selector());
     let controller = Controller::new(scoped::<Rule>(&client, ns), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(options.concurrency));
     let rules = controller.store();
@@ -361,6 +362,7 @@ async fn rule_controller(
         rules,
         listed: Listed::of([cache(&config_maps)]),
         config_maps,
+        verdicts: Default::default(),
         backoffs: Backoffs::default(),
     });
     drive("Rule", controller.run(rule::reconcile, rule::error_policy, ctx)).await;

@@ -6,8 +6,10 @@
 //! `<app>-runtime` with the field manager `winky-operator`; this controller
 //! applies only `data["rules.json"]` with [`RULES_MANAGER`]. Server-side apply
 //! keeps the two apart, so neither ever removes the other's key. `rules.json`
-//! always holds all publishable Rules of the App, recomputed from the cache,
-//! and a finalizer republishes without a Rule that is being deleted.
+//! always holds all publishable Rules of the App, recomputed from the cache
+//! (each sibling's verdict remembered per generation) and applied only when
+//! it differs from the cached ConfigMap; a finalizer republishes without a
+//! Rule that is being deleted.
 
 pub mod publish;
 
@@ -16,7 +18,6 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -47,10 +48,13 @@ pub struct RuleContext {
     pub metrics: Arc<Metrics>,
     /// Every Rule in scope.
     pub rules: Store<Rule>,
-    /// Metadata of the runtime ConfigMaps the operator manages.
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// The runtime ConfigMaps the operator manages, whole: what `rules.json`
+    /// holds decides whether it needs applying.
+    pub config_maps: Store<ConfigMap>,
     /// Resolves once the ConfigMap cache has listed.
     pub listed: crate::listed::Listed,
+    /// Whether each Rule may be published, so siblings are not re-evaluated.
+    pub verdicts: publish::Verdicts,
     /// Retry delays of failing Rules.
     pub backoffs: Backoffs,
 }
@@ -92,18 +96,10 @@ pub fn error_policy(rule: Arc<Rule>, error: &Error, ctx: Arc<RuleContext>) -> Ac
 
 async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     let evaluation = publish::evaluate(rule);
-    let namespace = rule.namespace().unwrap_or_default();
-    let config_map = publish::config_map_ref(&namespace, &rule.spec.app);
+    ctx.verdicts.record(rule, &evaluation);
     // A cache that has not listed yet would report every ConfigMap missing.
     ctx.listed.wait().await;
-    let published = match ctx.config_maps.get(&config_map) {
-        Some(_) => {
-            let siblings = siblings(rule, ctx, None);
-            publish::apply_rules(&ctx.client, &namespace, &rule.spec.app, &siblings).await?;
-            true
-        }
-        None => false,
-    };
+    let published = publish_siblings(rule, ctx, None).await?;
     let old = rule.status.clone().unwrap_or_default();
     let new = publish::desired_status(rule, &evaluation, published, Timestamp::now());
     if new != old {
@@ -115,16 +111,27 @@ async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
 }
 
 async fn cleanup(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
+    ctx.listed.wait().await;
+    publish_siblings(rule, ctx, Some(rule)).await?;
+    ctx.verdicts.forget(rule);
+    Ok(Action::await_change())
+}
+
+/// Publishes the Rules of `rule`'s App (without `leaving`) when the App's
+/// runtime ConfigMap exists and does not hold them yet; returns whether it exists.
+async fn publish_siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Result<bool> {
     let namespace = rule.namespace().unwrap_or_default();
-    if ctx
+    let Some(cached) = ctx
         .config_maps
         .get(&publish::config_map_ref(&namespace, &rule.spec.app))
-        .is_some()
-    {
-        let siblings = siblings(rule, ctx, Some(rule));
-        publish::apply_rules(&ctx.client, &namespace, &rule.spec.app, &siblings).await?;
+    else {
+        return Ok(false);
+    };
+    let document = publish::document(&siblings(rule, ctx, leaving), &ctx.verdicts);
+    if publish::needs_publishing(&cached, &document) {
+        publish::apply_rules(&ctx.client, &namespace, &rule.spec.app, document).await?;
     }
-    Ok(Action::await_change())
+    Ok(true)
 }
 
 /// The Rules of the same App, `rule` itself as it is now, without `leaving`.
@@ -146,10 +153,7 @@ fn siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Vec<Arc<R
 }
 
 /// The Rules to reconcile when the runtime ConfigMap of an App changes.
-pub fn rules_of_config_map(
-    rules: &Store<Rule>,
-    config_map: &PartialObjectMeta<ConfigMap>,
-) -> Vec<ObjectRef<Rule>> {
+pub fn rules_of_config_map(rules: &Store<Rule>, config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
     let Some(app) = config_map.labels().get(winky_crds::keys::APP_LABEL) else {
         return Vec::new();
     };

@@ -1,12 +1,12 @@
 //! The pure part of the Rule controller — evaluation, status, the published
 //! document — and the one apply that publishes it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -40,6 +40,53 @@ impl Evaluation {
     }
 }
 
+/// Whether each Rule may be published, remembered by uid and generation.
+///
+/// Publishing recomputes the whole document from every Rule of the App, and
+/// a change to the App's ConfigMap reconciles each of them: compiling and
+/// testing every sibling each time was quadratic in the Rules of an App.
+/// The spec only changes with the generation, so neither does the verdict.
+#[derive(Debug, Default)]
+pub struct Verdicts(Mutex<HashMap<String, (Option<i64>, bool)>>);
+
+impl Verdicts {
+    /// Whether `rule` compiles and passes its tests, evaluating it only when
+    /// its uid or generation is new.
+    pub fn publishable(&self, rule: &Rule) -> bool {
+        let Some(uid) = rule.uid() else {
+            return evaluate(rule).publishable();
+        };
+        let generation = rule.metadata.generation;
+        if let Some(&(seen, verdict)) = self.lock().get(&uid)
+            && seen == generation
+        {
+            return verdict;
+        }
+        let verdict = evaluate(rule).publishable();
+        self.lock().insert(uid, (generation, verdict));
+        verdict
+    }
+
+    /// Remembers the evaluation a reconcile of `rule` just made.
+    pub fn record(&self, rule: &Rule, evaluation: &Evaluation) {
+        if let Some(uid) = rule.uid() {
+            self.lock()
+                .insert(uid, (rule.metadata.generation, evaluation.publishable()));
+        }
+    }
+
+    /// Forgets a Rule that is gone.
+    pub fn forget(&self, rule: &Rule) {
+        if let Some(uid) = rule.uid() {
+            self.lock().remove(&uid);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, bool)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Compiles `rule` and runs its tests.
 pub fn evaluate(rule: &Rule) -> Evaluation {
     match RuleSet::compile(&rule.spec) {
@@ -49,7 +96,7 @@ pub fn evaluate(rule: &Rule) -> Evaluation {
 }
 
 /// Reference of the runtime ConfigMap of `app` in `namespace`.
-pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<PartialObjectMeta<ConfigMap>> {
+pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<ConfigMap> {
     ObjectRef::new(&config_map_name(app)).within(namespace)
 }
 
@@ -63,23 +110,33 @@ pub fn hash(rule: &Rule) -> String {
 }
 
 /// The published document: every publishable Rule, by name.
-pub fn document(rules: &[Arc<Rule>]) -> String {
+pub fn document(rules: &[Arc<Rule>], verdicts: &Verdicts) -> String {
     let published: Vec<_> = rules
         .iter()
-        .filter(|r| evaluate(r).publishable())
+        .filter(|r| verdicts.publishable(r))
         .map(|r| json!({"name": r.name_any(), "hash": hash(r), "rules": r.spec.rules}))
         .collect();
     serde_json::to_string_pretty(&json!({ "rules": published })).unwrap_or_default()
 }
 
+/// Whether the cached ConfigMap lacks `document` under [`RULES_KEY`]: only
+/// then is it applied (an unchanged apply is a request for nothing).
+pub fn needs_publishing(cached: &ConfigMap, document: &str) -> bool {
+    cached
+        .data
+        .as_ref()
+        .and_then(|data| data.get(RULES_KEY))
+        .is_none_or(|published| published != document)
+}
+
 /// Applies `rules.json` of the App's runtime ConfigMap.
-pub async fn apply_rules(client: &Client, namespace: &str, app: &str, rules: &[Arc<Rule>]) -> Result<()> {
+pub async fn apply_rules(client: &Client, namespace: &str, app: &str, document: String) -> Result<()> {
     let name = config_map_name(app);
     let patch = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": namespace},
-        "data": {RULES_KEY: document(rules)},
+        "data": {RULES_KEY: document},
     });
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     api.patch(
@@ -193,7 +250,8 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_str()),
             ("True", "Published")
         );
-        let doc: serde_json::Value = serde_json::from_str(&document(&[Arc::new(r)])).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&document(&[Arc::new(r)], &Verdicts::default())).unwrap();
         assert_eq!(doc["rules"][0]["name"], "notes");
         assert_eq!(doc["rules"][0]["rules"][0]["match"], "/notes/{id}");
     }
@@ -214,7 +272,43 @@ mod tests {
             degraded.message
         );
         assert!(status.compiled_hash.is_none());
-        assert_eq!(document(&[Arc::new(r)]), "{\n  \"rules\": []\n}");
+        assert_eq!(
+            document(&[Arc::new(r)], &Verdicts::default()),
+            "{\n  \"rules\": []\n}"
+        );
+    }
+
+    #[test]
+    fn a_verdict_is_kept_for_its_generation_and_renewed_with_the_next() {
+        let verdicts = Verdicts::default();
+        let mut good = rule(GOOD);
+        good.metadata.uid = Some("u1".into());
+        assert!(verdicts.publishable(&good));
+        // The same uid and generation with a broken spec (which the apiserver
+        // never serves): the remembered verdict answers, nothing is compiled.
+        let mut same_generation = rule(&GOOD.replace("request.auth != null", "request.auth != null &&"));
+        same_generation.metadata.uid = Some("u1".into());
+        assert!(verdicts.publishable(&same_generation));
+        // The next generation is evaluated afresh.
+        same_generation.metadata.generation = Some(3);
+        assert!(!verdicts.publishable(&same_generation));
+        // A reconcile's own evaluation replaces the verdict; a deleted Rule is forgotten.
+        verdicts.record(&good, &evaluate(&good));
+        assert!(verdicts.publishable(&good));
+        verdicts.forget(&good);
+        assert!(verdicts.lock().is_empty());
+    }
+
+    #[test]
+    fn rules_json_is_applied_only_when_it_differs() {
+        let doc = document(&[Arc::new(rule(GOOD))], &Verdicts::default());
+        let mut cm = ConfigMap::default();
+        assert!(needs_publishing(&cm, &doc), "no data");
+        cm.data = Some([("runtime.json".to_string(), "{}".to_string())].into());
+        assert!(needs_publishing(&cm, &doc), "no rules.json");
+        cm.data.as_mut().unwrap().insert(RULES_KEY.into(), doc.clone());
+        assert!(!needs_publishing(&cm, &doc), "the same document");
+        assert!(needs_publishing(&cm, "{\n  \"rules\": []\n}"), "another document");
     }
 
     #[test]
