@@ -361,8 +361,13 @@ pub fn network_policy(function: &Function, app: &App) -> NetworkPolicy {
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(ingress),
-            egress: Some(egress),
+            // Empty lists are left out, not sent: the apiserver drops them, and
+            // a server-side apply that sends one changes the managed fields on
+            // every apply, so each reconcile's write woke the next one (a hot
+            // loop of ~100 reconciles a second per Function). Absent rules with
+            // both policy types deny all the same.
+            ingress: (!ingress.is_empty()).then_some(ingress),
+            egress: (!egress.is_empty()).then_some(egress),
         }),
     }
 }

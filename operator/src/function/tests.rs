@@ -72,7 +72,8 @@ fn an_http_function_is_a_hardened_deployment_behind_a_service_reachable_from_its
 
     let policy = children.network_policy.spec.unwrap();
     assert_eq!(policy.policy_types.unwrap(), vec!["Ingress", "Egress"]);
-    assert_eq!(policy.egress.unwrap(), vec![], "no egress at all");
+    // Both policy types with no egress rule: no egress at all.
+    assert_eq!(policy.egress, None, "no egress at all");
     let ingress = policy.ingress.unwrap();
     assert_eq!(ingress.len(), 1);
     let from = ingress[0].from.as_ref().unwrap()[0]
@@ -136,7 +137,10 @@ fn a_scheduled_function_is_a_cron_job_that_runs_once_at_a_time_within_its_timeou
         Some("Never")
     );
     assert_hardened(&job.template, "128Mi");
-    assert!(children.network_policy.spec.unwrap().ingress.unwrap().is_empty());
+    // Both policy types with no ingress rule: nothing may connect.
+    let policy = children.network_policy.spec.unwrap();
+    assert_eq!(policy.policy_types.unwrap(), vec!["Ingress", "Egress"]);
+    assert_eq!(policy.ingress, None);
 }
 
 #[test]
@@ -207,4 +211,52 @@ fn a_missing_app_or_vault_is_reported_not_retried() {
         )
         .is_ok()
     );
+}
+
+/// The paths of the empty lists in `value`.
+fn empty_lists(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Array(items) if items.is_empty() => found.push(path.to_string()),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                empty_lists(item, &format!("{path}[{i}]"), found);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                empty_lists(field, &format!("{path}.{key}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn no_child_sends_an_empty_list() {
+    // The apiserver drops empty lists; an apply that sends one rewrites the
+    // managed fields every time, and the write wakes the next reconcile.
+    for trigger in [
+        "{http: {path: /api/resize}}",
+        "{schedule: {cron: '0 7 * * *'}}",
+        "{document: {collection: notes, events: [create]}}",
+    ] {
+        let children = build::children(&function(trigger, ""), &app(), "r-1");
+        let mut objects = vec![
+            serde_json::to_value(&children.service_account).unwrap(),
+            serde_json::to_value(&children.network_policy).unwrap(),
+        ];
+        match &children.workload {
+            Workload::Http { deployment, service } => {
+                objects.push(serde_json::to_value(deployment).unwrap());
+                objects.push(serde_json::to_value(service).unwrap());
+            }
+            Workload::Schedule { cron_job } => objects.push(serde_json::to_value(cron_job).unwrap()),
+            Workload::Document { deployment } => objects.push(serde_json::to_value(deployment).unwrap()),
+        }
+        let mut found = Vec::new();
+        for object in &objects {
+            empty_lists(object, object["kind"].as_str().unwrap_or_default(), &mut found);
+        }
+        assert!(found.is_empty(), "{trigger}: {found:?}");
+    }
 }
