@@ -215,7 +215,54 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
         resize.status.unwrap().observed_generation,
         resize.metadata.generation
     );
+
+    // The App's status changes on every step of a rollout: that wakes no
+    // Function. A new App spec wakes all three.
+    let reconciles = r#"winky_reconciles_total{controller="function",result="success"}"#;
+    let settled = settled_metric(&operator, reconciles).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    let status_only = json!({"status": {"conditions": []}});
+    apps.patch_status("notes", &PatchParams::default(), &Patch::Merge(&status_only))
+        .await
+        .unwrap();
+    eventually(
+        "the App controller to restore the App's conditions",
+        WAIT,
+        || async {
+            let app = apps.get("notes").await.ok()?;
+            (!app.status?.conditions.is_empty()).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        operator.metric(reconciles),
+        settled,
+        "a status-only change of the App reconciled its Functions"
+    );
+    let new_image = json!({"spec": {"image": "registry.example/notes:2"}});
+    apps.patch("notes", &PatchParams::default(), &Patch::Merge(&new_image))
+        .await
+        .unwrap();
+    eventually("every Function to follow the App's new spec", WAIT, || async {
+        (operator.metric(reconciles) >= settled + 3.0).then_some(())
+    })
+    .await;
     operator.stop().await.unwrap();
+}
+
+/// The value of `sample` once it has stopped moving for two seconds.
+async fn settled_metric(operator: &InProcessOperator, sample: &str) -> f64 {
+    let mut last = operator.metric(sample);
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = operator.metric(sample);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("{sample} kept moving for 30 s");
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ pub mod listed;
 pub mod metrics;
 pub mod rule;
 pub mod run;
+pub mod triggers;
 pub mod workload;
 
 /// The field manager of every server-side apply the operator makes.

@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use winky_crds::keys::MANAGED_BY_LABEL;
+use winky_crds::keys::{MANAGED_BY_LABEL, OWNER_KIND_LABEL};
 use winky_crds::{App, Function, PromotionPolicy, Rule};
 
 use crate::context::{Backoffs, Context, Settings, Stores};
@@ -138,9 +138,30 @@ where
     }
 }
 
-/// The label selector of everything the operator creates.
-fn managed_selector() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+/// Whose children a watch selects: each controller watches only its own,
+/// so a change to a Function's Deployment never wakes the App controller.
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    App,
+    Function,
+}
+
+impl Owner {
+    /// The value of `winky.dev/owner-kind` on its children.
+    fn kind(self) -> &'static str {
+        match self {
+            Owner::App => "App",
+            Owner::Function => "Function",
+        }
+    }
+}
+
+/// The label selector of what the operator creates for `owner`'s kind.
+fn managed_selector(owner: Owner) -> watcher::Config {
+    watcher::Config::default().labels(&format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY},{OWNER_KIND_LABEL}={}",
+        owner.kind()
+    ))
 }
 
 /// Changes to the metadata of the objects of kind `K` the operator manages: a
@@ -148,6 +169,7 @@ fn managed_selector() -> watcher::Config {
 fn managed_changes<K>(
     client: &Client,
     namespace: Option<&str>,
+    owner: Owner,
 ) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -159,7 +181,7 @@ where
 {
     watcher(
         scoped::<PartialObjectMeta<K>>(client, namespace),
-        managed_selector(),
+        managed_selector(owner),
     )
     .default_backoff()
     .touched_objects()
@@ -169,6 +191,7 @@ where
 fn cached_managed_changes<K>(
     client: &Client,
     namespace: Option<&str>,
+    owner: Owner,
 ) -> (
     Store<PartialObjectMeta<K>>,
     impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
@@ -184,7 +207,7 @@ where
 {
     reflected(
         scoped::<PartialObjectMeta<K>>(client, namespace),
-        managed_selector(),
+        managed_selector(owner),
     )
 }
 
@@ -246,7 +269,8 @@ async fn app_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = options.namespace.as_deref();
-    let (pod_disruption_budgets, pdb_events) = cached_managed_changes::<PodDisruptionBudget>(&client, ns);
+    let (pod_disruption_budgets, pdb_events) =
+        cached_managed_changes::<PodDisruptionBudget>(&client, ns, Owner::App);
     let (policies, policy_events) = reflected(
         Api::<PromotionPolicy>::all(client.clone()),
         watcher::Config::default(),
@@ -298,11 +322,11 @@ async fn app_controller(
     let apps = controller.store();
     let app_of = |namespace: Option<String>, app: &str| Some(ObjectRef::<App>::new(app).within(&namespace?));
     let controller = controller
-        .owns_stream(managed_changes::<Deployment>(&client, ns))
-        .owns_stream(managed_changes::<Service>(&client, ns))
-        .owns_stream(managed_changes::<ServiceAccount>(&client, ns))
-        .owns_stream(managed_changes::<ConfigMap>(&client, ns))
-        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns))
+        .owns_stream(managed_changes::<Deployment>(&client, ns, Owner::App))
+        .owns_stream(managed_changes::<Service>(&client, ns, Owner::App))
+        .owns_stream(managed_changes::<ServiceAccount>(&client, ns, Owner::App))
+        .owns_stream(managed_changes::<ConfigMap>(&client, ns, Owner::App))
+        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns, Owner::App))
         .owns_stream(pdb_events)
         .watches_stream(policy_events, move |policy: PromotionPolicy| {
             let name = policy.name_any();
@@ -345,7 +369,8 @@ async fn rule_controller(
     // (kube-runtime's shared reflectors do not forward deletions, which the
     // App controller needs to recreate a deleted ConfigMap), and of the whole
     // object: `rules.json` is applied only when it differs from the cache.
-    let (config_maps, config_map_events) = reflected(scoped::<ConfigMap>(&client, ns), managed_selector());
+    let (config_maps, config_map_events) =
+        reflected(scoped::<ConfigMap>(&client, ns), managed_selector(Owner::App));
     let controller = Controller::new(scoped::<Rule>(&client, ns), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(options.concurrency));
     let rules = controller.store();
@@ -377,12 +402,19 @@ async fn function_controller(
     let ns = options.namespace.as_deref();
     // Its own caches of the workloads (the App controller watches them by
     // metadata without a cache): a changed trigger deletes the old workload.
-    let (deployments, deployment_events) = cached_managed_changes::<Deployment>(&client, ns);
-    let (services, service_events) = cached_managed_changes::<Service>(&client, ns);
-    let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns);
-    let (apps, app_events) = reflected(
-        scoped::<App>(&client, ns),
-        watcher::Config::default().any_semantic(),
+    let (deployments, deployment_events) = cached_managed_changes::<Deployment>(&client, ns, Owner::Function);
+    let (services, service_events) = cached_managed_changes::<Service>(&client, ns, Owner::Function);
+    let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns, Owner::Function);
+    // Every App is cached, but only a new, changed or deleted App wakes its
+    // Functions: the App controller's status writes do not.
+    let (apps, app_writer) = reflector::store();
+    let app_events = crate::triggers::spec_changes(
+        watcher(
+            scoped::<App>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .reflect(app_writer),
     );
 
     let controller = Controller::new(
@@ -395,8 +427,8 @@ async fn function_controller(
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(cron_job_events)
-        .owns_stream(managed_changes::<ServiceAccount>(&client, ns))
-        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns))
+        .owns_stream(managed_changes::<ServiceAccount>(&client, ns, Owner::Function))
+        .owns_stream(managed_changes::<NetworkPolicy>(&client, ns, Owner::Function))
         .watches_stream(app_events, move |app: App| {
             function::functions_of_app(&functions, &app)
         })
