@@ -2,6 +2,13 @@
 //! never both write. The decision is a pure function of the Lease and the
 //! time; the loop around it only reads and writes the Lease with optimistic
 //! concurrency (a write based on a stale resourceVersion fails and is retried).
+//!
+//! No overlap: the leader gives up when it has not renewed for
+//! `renew_deadline` (a renewal attempt that hangs is cut off there), and the
+//! operator then stops its controllers within `lease_duration -
+//! renew_deadline`. Another replica can only take the Lease once
+//! `lease_duration` has passed since the last renewal, so by then the old
+//! leader's controllers have stopped (given clocks that agree).
 
 use std::time::Duration;
 
@@ -10,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Timing and identity of an elector.
@@ -23,18 +31,22 @@ pub struct LeaderConfig {
     pub identity: String,
     /// How long a Lease stays valid without renewal.
     pub lease_duration: Duration,
+    /// How long the leader keeps leading without a renewal; shorter than
+    /// `lease_duration` by at least the time its controllers take to stop.
+    pub renew_deadline: Duration,
     /// How often the leader renews and a follower retries.
     pub retry_period: Duration,
 }
 
 impl LeaderConfig {
-    /// Defaults of Kubernetes' own controllers: 15 s lease, 2 s retry.
+    /// Defaults of Kubernetes' own controllers: 15 s lease, 10 s renew deadline, 2 s retry.
     pub fn new(namespace: impl Into<String>, identity: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
             name: "winky-operator".into(),
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
     }
@@ -110,15 +122,17 @@ pub fn next_lease(current: Option<&Lease>, config: &LeaderConfig, now: Timestamp
 #[error("leadership lost: {0}")]
 pub struct LeadershipLost(String);
 
-/// Blocks until this replica holds the Lease.
-pub async fn acquire(client: &Client, config: &LeaderConfig) -> Lease {
+/// Blocks until this replica holds the Lease; returns when the attempt that
+/// took it began (no later than the renewal time it wrote).
+pub async fn acquire(client: &Client, config: &LeaderConfig) -> Instant {
     let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let mut announced = None;
     loop {
+        let attempt = Instant::now();
         match try_take(&api, config).await {
-            Ok(Some(lease)) => {
+            Ok(Some(_)) => {
                 info!(lease = %config.name, identity = %config.identity, "became the leader");
-                return lease;
+                return attempt;
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "reading or writing the leader Lease failed"),
@@ -134,23 +148,31 @@ pub async fn acquire(client: &Client, config: &LeaderConfig) -> Lease {
     }
 }
 
-/// Renews the Lease until that fails for longer than the lease duration (or
-/// another replica took it); returns why leadership ended.
-pub async fn hold(client: &Client, config: &LeaderConfig) -> LeadershipLost {
+/// Renews the Lease taken at `renewed` until no renewal succeeds within the
+/// renew deadline (or another replica took it); returns why leadership ended.
+pub async fn hold(client: &Client, config: &LeaderConfig, mut renewed: Instant) -> LeadershipLost {
     let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
-    let mut last_renewal = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(config.retry_period).await;
-        match try_take(&api, config).await {
-            Ok(Some(_)) => {
+        let deadline = renewed + config.renew_deadline;
+        tokio::time::sleep_until((Instant::now() + config.retry_period).min(deadline)).await;
+        let attempt = Instant::now();
+        // A request that hangs must not keep a leader leading past its deadline.
+        match tokio::time::timeout_at(deadline, try_take(&api, config)).await {
+            Ok(Ok(Some(_))) => {
                 debug!("renewed the leader Lease");
-                last_renewal = tokio::time::Instant::now();
+                renewed = attempt;
             }
-            Ok(None) => return LeadershipLost("another replica holds the Lease".into()),
-            Err(e) if last_renewal.elapsed() >= config.lease_duration => {
+            Ok(Ok(None)) => return LeadershipLost("another replica holds the Lease".into()),
+            Ok(Err(e)) if Instant::now() >= deadline => {
                 return LeadershipLost(format!("could not renew the Lease: {e}"));
             }
-            Err(e) => warn!(error = %e, "renewing the leader Lease failed; retrying"),
+            Ok(Err(e)) => warn!(error = %e, "renewing the leader Lease failed; retrying"),
+            Err(_) => {
+                return LeadershipLost(format!(
+                    "no renewal of the Lease within {:?}",
+                    config.renew_deadline
+                ));
+            }
         }
     }
 }
@@ -195,6 +217,43 @@ async fn try_take(api: &Api<Lease>, config: &LeaderConfig) -> Result<Option<Leas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An apiserver that accepts connections and never answers.
+    async fn unanswering_server() -> (Client, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = kube::Config::new(url.parse().unwrap());
+        (Client::try_from(config).unwrap(), server)
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_renewals_hang_gives_up_at_its_renew_deadline() {
+        let (client, server) = unanswering_server().await;
+        let config = LeaderConfig {
+            lease_duration: Duration::from_secs(4),
+            renew_deadline: Duration::from_secs(1),
+            retry_period: Duration::from_millis(200),
+            ..LeaderConfig::new("ns", "a")
+        };
+        let started = Instant::now();
+        let lost = tokio::time::timeout(Duration::from_secs(30), hold(&client, &config, started))
+            .await
+            .expect("a hanging renewal kept the leader leading");
+        let after = started.elapsed();
+        assert!(lost.0.contains("no renewal"), "{lost}");
+        // Gone before another replica could take the expired Lease.
+        assert!(
+            after >= config.renew_deadline && after < config.lease_duration,
+            "{after:?}"
+        );
+        server.abort();
+    }
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()

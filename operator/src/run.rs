@@ -66,9 +66,10 @@ pub async fn run(
     health.ready.store(true, Ordering::Relaxed);
 
     let mut shutdown = Box::pin(shutdown);
+    let mut renewed = tokio::time::Instant::now();
     if let Some(config) = &options.leader {
         tokio::select! {
-            _ = leader::acquire(&client, config) => {}
+            acquired = leader::acquire(&client, config) => renewed = acquired,
             _ = &mut shutdown => return Ok(()),
         }
         health.metrics.leader.set(1);
@@ -101,7 +102,7 @@ pub async fn run(
 
     let lost = async {
         match &options.leader {
-            Some(config) => leader::hold(&client, config).await,
+            Some(config) => leader::hold(&client, config, renewed).await,
             None => std::future::pending().await,
         }
     };
@@ -113,12 +114,11 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // A graceful shutdown lets running reconciles finish; a reconcile stuck
     // on an unanswered request must not hold the process, so it gets a
-    // deadline after which the controller is aborted.
-    if tokio::time::timeout(SHUTDOWN_GRACE, &mut controller)
-        .await
-        .is_err()
-    {
-        warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop in time; aborting them");
+    // deadline after which the controller is aborted. A leader that lost its
+    // Lease must have stopped before another replica can take it.
+    let grace = shutdown_grace(options.leader.as_ref());
+    if tokio::time::timeout(grace, &mut controller).await.is_err() {
+        warn!(?grace, "the controllers did not stop in time; aborting them");
         controller.abort();
     }
     health.metrics.leader.set(0);
@@ -126,6 +126,14 @@ pub async fn run(
         leader::release(&client, config).await;
     }
     outcome
+}
+
+/// How long running reconciles get to finish at shutdown: [`SHUTDOWN_GRACE`],
+/// and no longer than a lost Lease leaves before another replica can lead.
+fn shutdown_grace(leader: Option<&LeaderConfig>) -> std::time::Duration {
+    leader.map_or(SHUTDOWN_GRACE, |config| {
+        SHUTDOWN_GRACE.min(config.lease_duration.saturating_sub(config.renew_deadline))
+    })
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -455,4 +463,25 @@ async fn function_controller(
         controller.run(function::reconcile, function::error_policy, ctx),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SHUTDOWN_GRACE, shutdown_grace};
+    use crate::leader::LeaderConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lost_leader_stops_before_the_lease_can_be_taken() {
+        let defaults = LeaderConfig::new("ns", "a");
+        let grace = shutdown_grace(Some(&defaults));
+        assert_eq!(grace, SHUTDOWN_GRACE);
+        assert!(defaults.renew_deadline + grace <= defaults.lease_duration);
+        let tight = LeaderConfig {
+            renew_deadline: Duration::from_secs(13),
+            ..defaults
+        };
+        assert_eq!(shutdown_grace(Some(&tight)), Duration::from_secs(2));
+        assert_eq!(shutdown_grace(None), SHUTDOWN_GRACE);
+    }
 }
