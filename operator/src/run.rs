@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use winky_crds::keys::{MANAGED_BY_LABEL, OWNER_KIND_LABEL};
 use winky_crds::{App, Function, PromotionPolicy, Rule};
 
@@ -260,10 +260,11 @@ where
     info!("{name} controller started");
     results
         .for_each(|result| async move {
-            if let Err(e) = result
-                && !matches!(e, controller::Error::ReconcilerFailed(..))
-            {
-                warn!(error = %e, "{name} controller");
+            match result {
+                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                // A reconcile queued for an object deleted since: expected.
+                Err(e @ controller::Error::ObjectNotFound(_)) => debug!(error = %e, "{name} controller"),
+                Err(e) => warn!(error = %e, "{name} controller"),
             }
         })
         .await;

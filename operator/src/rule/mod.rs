@@ -19,7 +19,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{instrument, warn};
@@ -72,14 +72,23 @@ pub async fn reconcile(rule: Arc<Rule>, ctx: Arc<RuleContext>) -> Result<Action>
     let namespace = rule.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<Rule> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = format!("{namespace}/{}", rule.name_any());
-    let action = finalizer(&api, FINALIZER, rule, |event| async {
+    let action = match finalizer(&api, FINALIZER, rule, |event| async {
         match event {
             FinalizerEvent::Apply(rule) => apply(&rule, &ctx).await,
             FinalizerEvent::Cleanup(rule) => cleanup(&rule, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    {
+        Ok(action) => action,
+        // A reconcile queued before the Rule went finds it gone: its
+        // finalizer was removed already, and there is nothing left to do.
+        Err(
+            FinalizerError::AddFinalizer(kube::Error::Api(e))
+            | FinalizerError::RemoveFinalizer(kube::Error::Api(e)),
+        ) if e.code == 404 => Action::await_change(),
+        Err(e) => return Err(Error::Finalizer(Box::new(e))),
+    };
     ctx.backoffs.reset(&key);
     ctx.metrics.reconciled(CONTROLLER, "success", started.elapsed());
     Ok(action)
