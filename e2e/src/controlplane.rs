@@ -199,6 +199,15 @@ impl ControlPlane {
         Ok(Client::try_from(config)?)
     }
 
+    /// A client that acts as `user` (the admin impersonates it), so the
+    /// apiserver's RBAC judges every request by that user's permissions.
+    pub async fn client_as(&self, user: &str) -> Result<Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        config.auth_info.impersonate = Some(user.to_string());
+        Ok(Client::try_from(config)?)
+    }
+
     /// `kubectl --kubeconfig <this> args…`: its output, or an error with stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl_command(args).output().context("running kubectl")?;

@@ -1,0 +1,212 @@
+//! The operator runs as the ServiceAccount of `deploy/rbac.yaml`, with the
+//! apiserver's RBAC judging every request: Apps, Functions and Rules are
+//! reconciled, children applied and pruned, statuses and Events written, the
+//! Lease held — and the account can do nothing it was not granted.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use winky_crds::{App, Function, Rule};
+use winky_e2e::{ControlPlane, InProcessOperator, eventually, workspace_root};
+
+const WAIT: Duration = Duration::from_secs(30);
+const OPERATOR: &str = "system:serviceaccount:winky-system:winky-operator";
+
+async fn apply<K>(client: &Client, ns: &str, value: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).unwrap();
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+}
+
+/// `kubectl auth can-i VERB RESOURCE[/SUBRESOURCE] -n NS --as OPERATOR`.
+fn operator_can(cp: &ControlPlane, verb: &str, resource: &str, ns: &str) -> bool {
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let subresource = format!("--subresource={subresource}");
+    let mut args = vec!["auth", "can-i", verb, resource, "-n", ns, "--as", OPERATOR];
+    if subresource != "--subresource=" {
+        args.push(&subresource);
+    }
+    let out = cp.kubectl_command(&args).output().unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(answer == "yes" || answer == "no", "can-i said {answer:?}");
+    answer == "yes"
+}
+
+fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<String> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" || c.type_ == "Progressing")
+        .map(|c| c.reason.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_needs_no_more_than_its_rbac() {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+    let cp = ControlPlane::shared();
+    let admin = cp.client().await.unwrap();
+    let rbac = workspace_root().join("deploy/rbac.yaml");
+    cp.kubectl(&["apply", "--server-side", "-f", rbac.to_str().unwrap()])
+        .unwrap();
+    let ns = cp.namespace(&admin, "rbac").await.unwrap();
+    let ns = ns.name();
+    // The Lease lives where --lease-namespace says; here, the test namespace.
+    cp.kubectl(&[
+        "create",
+        "rolebinding",
+        "winky-operator-leader-election",
+        "-n",
+        ns,
+        "--clusterrole=winky-operator-leader-election",
+        "--serviceaccount=winky-system:winky-operator",
+    ])
+    .unwrap();
+
+    // Least privilege, as the apiserver sees it.
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("patch", "apps.winky.dev"),
+        ("delete", "apps.winky.dev"),
+        ("create", "pods"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+    ] {
+        assert!(
+            !operator_can(cp, verb, resource, ns),
+            "the operator may {verb} {resource}"
+        );
+    }
+    assert!(!operator_can(
+        cp,
+        "update",
+        "leases.coordination.k8s.io",
+        "default"
+    ));
+    for (verb, resource) in [
+        ("watch", "apps.winky.dev"),
+        ("patch", "apps.winky.dev/status"),
+        ("create", "deployments.apps"),
+        ("delete", "poddisruptionbudgets.policy"),
+        ("update", "leases.coordination.k8s.io"),
+    ] {
+        assert!(
+            operator_can(cp, verb, resource, ns),
+            "the operator may not {verb} {resource}"
+        );
+    }
+
+    let operator = InProcessOperator::start(cp.client_as(OPERATOR).await.unwrap(), ns, "rbac-operator");
+    apply::<App>(
+        &admin,
+        ns,
+        json!({"apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+               "spec": {"image": "registry.example/notes:1", "port": 8080, "replicas": 2}}),
+    )
+    .await;
+    apply::<Function>(
+        &admin,
+        ns,
+        json!({"apiVersion": "winky.dev/v1alpha1", "kind": "Function", "metadata": {"name": "digest"},
+               "spec": {"app": "notes", "image": "registry.example/fn:1",
+                        "trigger": {"schedule": {"cron": "0 7 * * *"}}, "memory": "128Mi", "timeoutSeconds": 15}}),
+    )
+    .await;
+    apply::<Rule>(
+        &admin,
+        ns,
+        json!({"apiVersion": "winky.dev/v1alpha1", "kind": "Rule", "metadata": {"name": "owners"},
+               "spec": {"app": "notes",
+                        "rules": [{"match": "/notes/{id}", "allow": {"read": "request.auth != null"}}],
+                        "tests": [{"name": "signed in reads",
+                                   "request": {"auth": {"uid": "a"}, "method": "get", "path": "/notes/1"},
+                                   "expect": "allow"}]}}),
+    )
+    .await;
+
+    let apps: Api<App> = Api::namespaced(admin.clone(), ns);
+    let functions: Api<Function> = Api::namespaced(admin.clone(), ns);
+    let rules: Api<Rule> = Api::namespaced(admin.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(admin.clone(), ns);
+    eventually("every status written as the operator", WAIT, || async {
+        let app = ready(&apps.get("notes").await.ok()?.status?.conditions)?;
+        let function = ready(&functions.get("digest").await.ok()?.status?.conditions)?;
+        let rule = ready(&rules.get("owners").await.ok()?.status?.conditions)?;
+        let pdb = pdbs.get_opt("notes").await.ok()??;
+        (rule == "Published").then_some((app, function, pdb))
+    })
+    .await;
+    assert!(
+        Api::<CronJob>::namespaced(admin.clone(), ns)
+            .get_opt("digest-fn")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let events = cp
+        .kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "name"])
+        .unwrap();
+    assert!(!events.trim().is_empty(), "no Event was recorded");
+
+    // Pruning: one replica drops the disruption budget; a new trigger deletes the CronJob.
+    apps.patch(
+        "notes",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    functions
+        .patch(
+            "digest",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"trigger": {"schedule": null, "http": {"path": "/digest"}}}})),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let cron_jobs: Api<CronJob> = Api::namespaced(admin.clone(), ns);
+    eventually("the budget and the CronJob pruned", WAIT, || async {
+        let pdb_gone = pdbs.get_opt("notes").await.ok()?.is_none();
+        let cron_gone = cron_jobs
+            .get_opt("digest-fn")
+            .await
+            .ok()?
+            .is_none_or(|c| c.metadata.deletion_timestamp.is_some());
+        let deployment = deployments.get_opt("digest-fn").await.ok()?.is_some();
+        (pdb_gone && cron_gone && deployment).then_some(())
+    })
+    .await;
+
+    // The Rule's finalizer is removed by the operator: the Rule goes.
+    rules.delete("owners", &DeleteParams::default()).await.unwrap();
+    eventually("the Rule deleted through its finalizer", WAIT, || async {
+        rules.get_opt("owners").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // No reconcile failed on the way (a forbidden request is a failed reconcile).
+    let exposition = operator.health.metrics.encode();
+    let failures: Vec<&str> = exposition
+        .lines()
+        .filter(|l| l.starts_with("winky_reconcile_errors_total{"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    operator.stop().await.unwrap();
+}
