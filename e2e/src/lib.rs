@@ -17,6 +17,7 @@ mod controlplane;
 pub mod engine;
 pub mod git;
 pub mod github;
+mod objects;
 pub mod openai;
 mod operator;
 mod process;
@@ -24,6 +25,7 @@ pub mod vault;
 mod wait;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
+pub use objects::apply_json;
 pub use operator::{InProcessOperator, metric_value, operator_binary, workspace_binary};
 pub use process::Component;
 pub use wait::eventually;

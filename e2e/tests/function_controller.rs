@@ -11,10 +11,10 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::json;
 use winky_crds::{App, Function};
-use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, eventually};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -33,25 +33,6 @@ async fn env(prefix: &str) -> Env {
     let ns = cp.namespace(&client, prefix).await.unwrap();
     let operator = InProcessOperator::start(client.clone(), ns.name(), &format!("{prefix}-operator"));
     Env { client, ns, operator }
-}
-
-async fn apply_json<K>(client: &Client, ns: &str, value: serde_json::Value) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(value).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &object.name_any(),
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap()
 }
 
 async fn apply_app(client: &Client, ns: &str) -> App {

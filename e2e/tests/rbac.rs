@@ -8,33 +8,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use winky_crds::{App, Function, Rule};
-use winky_e2e::{ControlPlane, InProcessOperator, eventually, workspace_root};
+use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually, workspace_root};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OPERATOR: &str = "system:serviceaccount:winky-system:winky-operator";
-
-async fn apply<K>(client: &Client, ns: &str, value: serde_json::Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(value).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &object.name_any(),
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap();
-}
 
 /// `kubectl auth can-i VERB RESOURCE[/SUBRESOURCE] -n NS --as OPERATOR`.
 fn operator_can(cp: &ControlPlane, verb: &str, resource: &str, ns: &str) -> bool {
@@ -113,14 +94,14 @@ async fn the_operator_needs_no_more_than_its_rbac() {
     }
 
     let operator = InProcessOperator::start(cp.client_as(OPERATOR).await.unwrap(), ns, "rbac-operator");
-    apply::<App>(
+    apply_json::<App>(
         &admin,
         ns,
         json!({"apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
                "spec": {"image": "registry.example/notes:1", "port": 8080, "replicas": 2}}),
     )
     .await;
-    apply::<Function>(
+    apply_json::<Function>(
         &admin,
         ns,
         json!({"apiVersion": "winky.dev/v1alpha1", "kind": "Function", "metadata": {"name": "digest"},
@@ -128,7 +109,7 @@ async fn the_operator_needs_no_more_than_its_rbac() {
                         "trigger": {"schedule": {"cron": "0 7 * * *"}}, "memory": "128Mi", "timeoutSeconds": 15}}),
     )
     .await;
-    apply::<Rule>(
+    apply_json::<Rule>(
         &admin,
         ns,
         json!({"apiVersion": "winky.dev/v1alpha1", "kind": "Rule", "metadata": {"name": "owners"},

@@ -1,0 +1,29 @@
+//! Writing objects in tests.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Server-side applies `value` (a whole object as JSON, with its
+/// `metadata.name`) in `namespace` as the field manager `e2e`, taking over
+/// conflicting fields; returns the object as the apiserver stored it.
+/// Panics with the apiserver's answer when it refuses.
+pub async fn apply_json<K>(client: &Client, namespace: &str, value: serde_json::Value) -> K
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).unwrap_or_else(|e| panic!("not a {}: {e}", K::kind(&())));
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {}: {e}", K::kind(&()), object.name_any()))
+}
