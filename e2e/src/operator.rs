@@ -46,6 +46,7 @@ impl InProcessOperator {
             leader: Some(LeaderConfig::new(namespace, identity)),
             identity: identity.to_string(),
             engine,
+            emulator_concurrency: 2,
         };
         let task = tokio::spawn(run(client, options, health.clone(), async move {
             let _ = stopped.await;

@@ -52,6 +52,11 @@ fn help_teaches_every_flag() {
         "--log-format",
         "--concurrency",
         "--leader-elect",
+        "--lease-namespace",
+        "--identity",
+        "--vault-addr",
+        "--engine",
+        "--emulator-concurrency",
     ] {
         assert!(help.contains(flag), "{flag} is not in --help:\n{help}");
     }

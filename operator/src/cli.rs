@@ -71,6 +71,12 @@ pub struct Args {
     /// test cases in a sandbox, the App's health probe) and the result goes to status.emulator.
     #[arg(long, env = "WINKY_ENGINE", value_name = "SOCKET")]
     pub engine: Option<std::path::PathBuf>,
+
+    /// Most emulator runs at the same time; the others wait their turn, and a
+    /// run whose App changed again meanwhile is skipped.
+    #[arg(long, env = "WINKY_EMULATOR_CONCURRENCY", default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub emulator_concurrency: u16,
 }
 
 /// Log output format.
@@ -126,6 +132,15 @@ mod tests {
         assert_eq!(args.concurrency, 3);
         assert!(!args.leader_elect);
         assert_eq!(args.lease_namespace(), "notes");
+        assert_eq!(args.emulator_concurrency, 2, "the default");
+    }
+
+    #[test]
+    fn the_emulator_runs_at_least_one_at_a_time() {
+        let args = Args::try_parse_from(["winky-operator", "--emulator-concurrency", "4"]).unwrap();
+        assert_eq!(args.emulator_concurrency, 4);
+        let err = Args::try_parse_from(["winky-operator", "--emulator-concurrency", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--emulator-concurrency"), "{err}");
     }
 
     #[test]

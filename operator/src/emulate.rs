@@ -36,6 +36,9 @@ pub struct EmulatorRunner {
     pub rules: Store<Rule>,
     /// Per App (`namespace/name`): the bundle hash last run or running.
     seen: Mutex<HashMap<String, String>>,
+    /// One permit per run that may use the engine at once: a burst of new
+    /// revisions must not start a container per App all together.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for EmulatorRunner {
@@ -54,6 +57,7 @@ impl EmulatorRunner {
         metrics: Arc<Metrics>,
         functions: Store<Function>,
         rules: Store<Rule>,
+        concurrency: usize,
     ) -> Self {
         Self {
             client,
@@ -63,6 +67,7 @@ impl EmulatorRunner {
             functions,
             rules,
             seen: Mutex::default(),
+            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
         }
     }
 
@@ -116,11 +121,19 @@ impl EmulatorRunner {
     }
 
     async fn run(&self, bundle: Bundle, key: String, hash: String) {
+        let newest = || self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&hash);
+        let Ok(_slot) = self.slots.acquire().await else {
+            return;
+        };
+        // The App changed again while this run waited: the newer run will do.
+        if !newest() {
+            info!(app = %key, "a newer bundle is waiting; this run is skipped");
+            return;
+        }
         let report = winky_emulator::run(&bundle, Some(&self.engine)).await;
         // Runs of one App can overlap when it changes quickly; only the run of
         // the newest bundle may write its result.
-        let newest = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&hash);
-        if !newest {
+        if !newest() {
             info!(app = %report.app, "a newer bundle is being emulated; this result is dropped");
             return;
         }

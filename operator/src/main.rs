@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             .then(|| LeaderConfig::new(args.lease_namespace(), identity.clone())),
         identity,
         engine: args.engine.clone(),
+        emulator_concurrency: args.emulator_concurrency.into(),
     };
     run::run(client, options, health, shutdown_signal()).await
 }

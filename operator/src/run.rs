@@ -50,6 +50,8 @@ pub struct Options {
     pub identity: String,
     /// The container engine the emulator runs in, if any.
     pub engine: Option<std::path::PathBuf>,
+    /// Most emulator runs at once (at least one).
+    pub emulator_concurrency: usize,
 }
 
 /// Runs the controllers until `shutdown` resolves (then returns `Ok`) or
@@ -314,6 +316,7 @@ async fn app_controller(
                 health.metrics.clone(),
                 functions,
                 rules,
+                options.emulator_concurrency,
             );
             (
                 Some(Arc::new(runner)),
