@@ -63,3 +63,7 @@ down: ## Stop everything `make up` started
 .PHONY: demo
 demo: up ## The notes example on the local control plane, left running
 	@bash hack/demo.sh $(DEV)
+
+.PHONY: bench
+bench: build ## Emulator figures against a real container engine, as a table (RUNS=10)
+	$(CARGO) run -q -p winky-e2e --bin winky-bench -- --runs $(or $(RUNS),10)
