@@ -22,7 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{instrument, warn};
+use tracing::{debug, instrument, warn};
 use winky_crds::Rule;
 
 use crate::apply::apply_status;
@@ -72,6 +72,7 @@ pub async fn reconcile(rule: Arc<Rule>, ctx: Arc<RuleContext>) -> Result<Action>
     let namespace = rule.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<Rule> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = format!("{namespace}/{}", rule.name_any());
+    let uid = rule.uid().unwrap_or_default();
     let action = match finalizer(&api, FINALIZER, rule, |event| async {
         match event {
             FinalizerEvent::Apply(rule) => apply(&rule, &ctx).await,
@@ -86,7 +87,21 @@ pub async fn reconcile(rule: Arc<Rule>, ctx: Arc<RuleContext>) -> Result<Action>
         Err(
             FinalizerError::AddFinalizer(kube::Error::Api(e))
             | FinalizerError::RemoveFinalizer(kube::Error::Api(e)),
-        ) if e.code == 404 => Action::await_change(),
+        ) if e.code == 404 => {
+            ctx.verdicts.forget_uid(&uid);
+            Action::await_change()
+        }
+        // The finalizer patch tests the finalizers it read from the cache;
+        // 422 means the server's differ (often: a reconcile a moment ago
+        // added ours). That newer Rule is on its way through the watch and
+        // reconciles again.
+        Err(
+            FinalizerError::AddFinalizer(kube::Error::Api(e))
+            | FinalizerError::RemoveFinalizer(kube::Error::Api(e)),
+        ) if e.code == 422 => {
+            debug!(rule = %key, "the cached finalizers were stale; waiting for the newer Rule");
+            Action::await_change()
+        }
         Err(e) => return Err(Error::Finalizer(Box::new(e))),
     };
     ctx.backoffs.reset(&key);
@@ -123,11 +138,19 @@ async fn cleanup(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     ctx.listed.wait().await;
     publish_siblings(rule, ctx, Some(rule)).await?;
     ctx.verdicts.forget(rule);
+    // Deletions are rare: a good moment to drop verdicts of Rules gone otherwise.
+    let live: std::collections::HashSet<String> = ctx.rules.state().iter().filter_map(|r| r.uid()).collect();
+    ctx.verdicts.retain(|uid| live.contains(uid));
     Ok(Action::await_change())
 }
 
 /// Publishes the Rules of `rule`'s App (without `leaving`) when the App's
-/// runtime ConfigMap exists and does not hold them yet; returns whether it exists.
+/// runtime ConfigMap exists; returns whether it exists.
+///
+/// A Rule being reconciled skips the apply when the cached ConfigMap holds
+/// the document already: if the cache is behind, the ConfigMap's next event
+/// reconciles the Rule again. A Rule that is leaving always applies: once its
+/// finalizer is gone, nothing would look again.
 async fn publish_siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Result<bool> {
     let namespace = rule.namespace().unwrap_or_default();
     let Some(cached) = ctx
@@ -137,7 +160,7 @@ async fn publish_siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>
         return Ok(false);
     };
     let document = publish::document(&siblings(rule, ctx, leaving), &ctx.verdicts);
-    if publish::needs_publishing(&cached, &document) {
+    if leaving.is_some() || publish::needs_publishing(&cached, &document) {
         publish::apply_rules(&ctx.client, &namespace, &rule.spec.app, document).await?;
     }
     Ok(true)

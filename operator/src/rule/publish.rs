@@ -78,8 +78,19 @@ impl Verdicts {
     /// Forgets a Rule that is gone.
     pub fn forget(&self, rule: &Rule) {
         if let Some(uid) = rule.uid() {
-            self.lock().remove(&uid);
+            self.forget_uid(&uid);
         }
+    }
+
+    /// Forgets the Rule with `uid`.
+    pub fn forget_uid(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+
+    /// Keeps only the verdicts of Rules for which `exists` holds: a Rule
+    /// deleted without a cleanup of this controller leaves no entry behind.
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
+        self.lock().retain(|uid, _| exists(uid));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, bool)>> {
