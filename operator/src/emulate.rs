@@ -39,6 +39,8 @@ pub struct EmulatorRunner {
     /// One permit per run that may use the engine at once: a burst of new
     /// revisions must not start a container per App all together.
     slots: tokio::sync::Semaphore,
+    /// Set when the App controller stops: no run starts or writes after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for EmulatorRunner {
@@ -68,6 +70,7 @@ impl EmulatorRunner {
             rules,
             seen: Mutex::default(),
             slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            stopped: Default::default(),
         }
     }
 
@@ -120,6 +123,18 @@ impl EmulatorRunner {
         tokio::spawn(async move { runner.run(bundle, key, hash).await });
     }
 
+    /// Called when the App controller stops: waiting runs never start, and
+    /// running ones finish (so their containers are removed) but write no
+    /// result — an operator that stopped may no longer lead.
+    pub fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.slots.close();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn run(&self, bundle: Bundle, key: String, hash: String) {
         let newest = || self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&hash);
         let Ok(_slot) = self.slots.acquire().await else {
@@ -131,6 +146,9 @@ impl EmulatorRunner {
             return;
         }
         let report = winky_emulator::run(&bundle, Some(&self.engine)).await;
+        if self.stopped() {
+            return;
+        }
         // Runs of one App can overlap when it changes quickly; only the run of
         // the newest bundle may write its result.
         if !newest() {

@@ -122,17 +122,16 @@ pub fn next_lease(current: Option<&Lease>, config: &LeaderConfig, now: Timestamp
 #[error("leadership lost: {0}")]
 pub struct LeadershipLost(String);
 
-/// Blocks until this replica holds the Lease; returns when the attempt that
-/// took it began (no later than the renewal time it wrote).
+/// Blocks until this replica holds the Lease; returns the moment of the
+/// renewal time it wrote.
 pub async fn acquire(client: &Client, config: &LeaderConfig) -> Instant {
     let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let mut announced = None;
     loop {
-        let attempt = Instant::now();
         match try_take(&api, config).await {
-            Ok(Some(_)) => {
+            Ok(Some(renewed)) => {
                 info!(lease = %config.name, identity = %config.identity, "became the leader");
-                return attempt;
+                return renewed;
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "reading or writing the leader Lease failed"),
@@ -152,27 +151,33 @@ pub async fn acquire(client: &Client, config: &LeaderConfig) -> Instant {
 /// renew deadline (or another replica took it); returns why leadership ended.
 pub async fn hold(client: &Client, config: &LeaderConfig, mut renewed: Instant) -> LeadershipLost {
     let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    let lost = |config: &LeaderConfig| {
+        LeadershipLost(format!(
+            "no renewal of the Lease within {:?}",
+            config.renew_deadline
+        ))
+    };
     loop {
         let deadline = renewed + config.renew_deadline;
-        tokio::time::sleep_until((Instant::now() + config.retry_period).min(deadline)).await;
-        let attempt = Instant::now();
+        let next = Instant::now() + config.retry_period;
+        if next >= deadline {
+            // No time left for another attempt.
+            tokio::time::sleep_until(deadline).await;
+            return lost(config);
+        }
+        tokio::time::sleep_until(next).await;
         // A request that hangs must not keep a leader leading past its deadline.
         match tokio::time::timeout_at(deadline, try_take(&api, config)).await {
-            Ok(Ok(Some(_))) => {
+            Ok(Ok(Some(at))) => {
                 debug!("renewed the leader Lease");
-                renewed = attempt;
+                renewed = at;
             }
             Ok(Ok(None)) => return LeadershipLost("another replica holds the Lease".into()),
             Ok(Err(e)) if Instant::now() >= deadline => {
                 return LeadershipLost(format!("could not renew the Lease: {e}"));
             }
             Ok(Err(e)) => warn!(error = %e, "renewing the leader Lease failed; retrying"),
-            Err(_) => {
-                return LeadershipLost(format!(
-                    "no renewal of the Lease within {:?}",
-                    config.renew_deadline
-                ));
-            }
+            Err(_) => return lost(config),
         }
     }
 }
@@ -191,11 +196,12 @@ pub async fn release(client: &Client, config: &LeaderConfig) {
     }
 }
 
-/// One attempt: `Some(lease)` when we hold it afterwards, `None` when another
-/// replica does.
-async fn try_take(api: &Api<Lease>, config: &LeaderConfig) -> Result<Option<Lease>, kube::Error> {
+/// One attempt: `Some(when)` when we hold the Lease afterwards, renewed as of
+/// `when`; `None` when another replica does.
+async fn try_take(api: &Api<Lease>, config: &LeaderConfig) -> Result<Option<Instant>, kube::Error> {
     let current = api.get_opt(&config.name).await?;
-    let now = Timestamp::now();
+    // The renewal time written, and the same moment on this process's clock.
+    let (now, at) = (Timestamp::now(), Instant::now());
     match decide(current.as_ref(), &config.identity, now) {
         Decision::Follow { .. } => Ok(None),
         Decision::Acquire | Decision::Renew => {
@@ -205,7 +211,7 @@ async fn try_take(api: &Api<Lease>, config: &LeaderConfig) -> Result<Option<Leas
                 Some(_) => api.replace(&config.name, &PostParams::default(), &next).await,
             };
             match written {
-                Ok(lease) => Ok(Some(lease)),
+                Ok(_) => Ok(Some(at)),
                 // Someone else wrote first: not ours this round.
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
                 Err(e) => Err(e),

@@ -22,7 +22,7 @@ use futures::future::{BoxFuture, Shared};
 use kube::runtime::reflector::{Lookup, Store};
 
 /// Resolves, for any number of waiters, once every cache it was made of has
-/// finished its first list (or lost its writer, at shutdown).
+/// finished its first list (or its writer was dropped).
 #[derive(Clone)]
 pub struct Listed(Shared<BoxFuture<'static, ()>>);
 

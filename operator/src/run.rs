@@ -34,6 +34,10 @@ use crate::{MANAGED_BY, app};
 
 /// How long running reconciles get to finish at shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time kept free between a lost leader's last act and the Lease's expiry:
+/// for requests already sent when its controllers are aborted, and for clocks
+/// that disagree a little.
+const HANDOVER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -68,10 +72,10 @@ pub async fn run(
     health.ready.store(true, Ordering::Relaxed);
 
     let mut shutdown = Box::pin(shutdown);
-    let mut renewed = tokio::time::Instant::now();
+    let mut renewed = None;
     if let Some(config) = &options.leader {
         tokio::select! {
-            acquired = leader::acquire(&client, config) => renewed = acquired,
+            acquired = leader::acquire(&client, config) => renewed = Some(acquired),
             _ = &mut shutdown => return Ok(()),
         }
         health.metrics.leader.set(1);
@@ -103,9 +107,9 @@ pub async fn run(
     });
 
     let lost = async {
-        match &options.leader {
-            Some(config) => leader::hold(&client, config, renewed).await,
-            None => std::future::pending().await,
+        match (&options.leader, renewed) {
+            (Some(config), Some(renewed)) => leader::hold(&client, config, renewed).await,
+            _ => std::future::pending().await,
         }
     };
     let outcome = tokio::select! {
@@ -131,10 +135,16 @@ pub async fn run(
 }
 
 /// How long running reconciles get to finish at shutdown: [`SHUTDOWN_GRACE`],
-/// and no longer than a lost Lease leaves before another replica can lead.
+/// and shorter, by [`HANDOVER_MARGIN`], than what a lost Lease leaves before
+/// another replica can lead.
 fn shutdown_grace(leader: Option<&LeaderConfig>) -> std::time::Duration {
     leader.map_or(SHUTDOWN_GRACE, |config| {
-        SHUTDOWN_GRACE.min(config.lease_duration.saturating_sub(config.renew_deadline))
+        SHUTDOWN_GRACE.min(
+            config
+                .lease_duration
+                .saturating_sub(config.renew_deadline)
+                .saturating_sub(HANDOVER_MARGIN),
+        )
     })
 }
 
@@ -234,11 +244,19 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let stream = crate::triggers::listed_objects(watcher(api, config).default_backoff().reflect(writer));
     (reader, stream)
+}
+
+/// Stops the emulator's runs when dropped.
+struct StopRunsOnDrop(Option<Arc<EmulatorRunner>>);
+
+impl Drop for StopRunsOnDrop {
+    fn drop(&mut self) {
+        if let Some(runner) = &self.0 {
+            runner.stop();
+        }
+    }
 }
 
 /// The Event recorder of every controller.
@@ -354,6 +372,8 @@ async fn app_controller(
         .watches_stream(rule_events, move |r: Rule| app_of(r.namespace(), &r.spec.app))
         .graceful_shutdown_on(stop);
 
+    // The emulator's runs end with this controller, stopped or aborted.
+    let _runs = StopRunsOnDrop(emulator.clone());
     let ctx = Arc::new(Context {
         emulator,
         recorder: recorder(&client, &options),
@@ -412,8 +432,8 @@ async fn function_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = options.namespace.as_deref();
-    // Its own caches of the workloads (the App controller watches them by
-    // metadata without a cache): a changed trigger deletes the old workload.
+    // Caches of the metadata of its workloads: a changed trigger deletes the
+    // workload of the old one.
     let (deployments, deployment_events) = cached_managed_changes::<Deployment>(&client, ns, Owner::Function);
     let (services, service_events) = cached_managed_changes::<Service>(&client, ns, Owner::Function);
     let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns, Owner::Function);
@@ -479,13 +499,13 @@ mod tests {
     fn a_lost_leader_stops_before_the_lease_can_be_taken() {
         let defaults = LeaderConfig::new("ns", "a");
         let grace = shutdown_grace(Some(&defaults));
-        assert_eq!(grace, SHUTDOWN_GRACE);
-        assert!(defaults.renew_deadline + grace <= defaults.lease_duration);
+        assert_eq!(grace, Duration::from_secs(4));
+        assert!(defaults.renew_deadline + grace < defaults.lease_duration);
         let tight = LeaderConfig {
             renew_deadline: Duration::from_secs(13),
             ..defaults
         };
-        assert_eq!(shutdown_grace(Some(&tight)), Duration::from_secs(2));
+        assert_eq!(shutdown_grace(Some(&tight)), Duration::from_secs(1));
         assert_eq!(shutdown_grace(None), SHUTDOWN_GRACE);
     }
 }
