@@ -202,6 +202,15 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
     let reconciles = r#"winky_reconciles_total{controller="function",result="success"}"#;
     let settled = settled_metric(&operator, reconciles).await;
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    let first_revision = apps
+        .get("notes")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .revision
+        .unwrap()
+        .id;
     let status_only = json!({"status": {"conditions": []}});
     apps.patch_status("notes", &PatchParams::default(), &Patch::Merge(&status_only))
         .await
@@ -225,9 +234,34 @@ async fn each_trigger_gets_its_hardened_workload_admitted_under_pod_security_res
     apps.patch("notes", &PatchParams::default(), &Patch::Merge(&new_image))
         .await
         .unwrap();
-    eventually("every Function to follow the App's new spec", WAIT, || async {
-        (operator.metric(reconciles) >= settled + 3.0).then_some(())
+    let revision = eventually("the App's new revision", WAIT, || async {
+        let app = apps.get("notes").await.ok()?;
+        let id = app.status?.revision?.id;
+        (!id.is_empty() && id != first_revision).then_some(id)
     })
+    .await;
+    eventually(
+        "every Function's workload on the App's new revision",
+        WAIT,
+        || async {
+            let on_revision = |template: Option<PodTemplateSpec>| {
+                template
+                    .and_then(|t| t.metadata?.annotations?.get("winky.dev/revision").cloned())
+                    .is_some_and(|r| r == revision)
+            };
+            let resize = deployments.get("resize-fn").await.ok()?.spec.map(|s| s.template);
+            let thumbs = deployments.get("thumbs-fn").await.ok()?.spec.map(|s| s.template);
+            let digest = cron_jobs
+                .get("digest-fn")
+                .await
+                .ok()?
+                .spec
+                .job_template
+                .spec
+                .map(|s| s.template);
+            (on_revision(resize) && on_revision(thumbs) && on_revision(digest)).then_some(())
+        },
+    )
     .await;
     operator.stop().await.unwrap();
 }
