@@ -113,6 +113,10 @@ impl ControlPlane {
                     c.join("sa.key").display()
                 ),
                 "--authorization-mode=RBAC".into(),
+                // As on OpenShift and hardened clusters: setting
+                // blockOwnerDeletion needs `update` on the owner's finalizers,
+                // which deploy/rbac.yaml must grant (e2e/tests/rbac.rs).
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
                 format!("--token-auth-file={}", dir.join("tokens.csv").display()),
                 "--allow-privileged=true".into(),
                 "--enable-priority-and-fairness=false".into(),

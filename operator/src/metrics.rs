@@ -35,6 +35,15 @@ pub struct ErrorLabels {
     pub category: &'static str,
 }
 
+/// Labels of a trigger count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// The controller woken.
+    pub controller: &'static str,
+    /// The kind whose change woke it.
+    pub source: &'static str,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric, and the registry that encodes them.
@@ -44,6 +53,8 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     durations: HistogramFamily,
     errors: Family<ErrorLabels, Counter>,
+    watch_errors: Family<ControllerLabels, Counter>,
+    triggers: Family<TriggerLabels, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
 }
@@ -56,6 +67,18 @@ impl Default for Metrics {
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)));
         let errors = Family::<ErrorLabels, Counter>::default();
         let leader = Gauge::default();
+        let watch_errors = Family::<ControllerLabels, Counter>::default();
+        let triggers = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Failed lists and watches of a controller's inputs (retried with backoff; a 403 here is missing RBAC)",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "triggers",
+            "Reconciles requested by a change of another kind, by controller and that kind",
+            triggers.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles by controller and result",
@@ -77,6 +100,8 @@ impl Default for Metrics {
             reconciles,
             durations,
             errors,
+            watch_errors,
+            triggers,
             leader,
         }
     }
@@ -97,6 +122,20 @@ impl Metrics {
     pub fn failed(&self, controller: &'static str, category: &'static str) {
         self.errors
             .get_or_create(&ErrorLabels { controller, category })
+            .inc();
+    }
+
+    /// Counts a failed list or watch.
+    pub fn watch_failed(&self, controller: &'static str) {
+        self.watch_errors
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+    }
+
+    /// Counts a change of `source` that woke `controller`.
+    pub fn triggered(&self, controller: &'static str, source: &'static str) {
+        self.triggers
+            .get_or_create(&TriggerLabels { controller, source })
             .inc();
     }
 

@@ -29,6 +29,7 @@ use crate::function::{self, FunctionContext};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::listed::{Listed, cache};
+use crate::metrics::Metrics;
 use crate::rule::{self, RuleContext};
 use crate::{MANAGED_BY, app};
 
@@ -272,8 +273,12 @@ fn recorder(client: &Client, options: &Options) -> Recorder {
 
 /// Drives a controller's result stream to its end. Reconcile errors are
 /// logged by the error policies; this logs the others.
-async fn drive<T, R, Q>(name: &'static str, results: impl Stream<Item = Result<T, controller::Error<R, Q>>>)
-where
+async fn drive<T, R, Q>(
+    name: &'static str,
+    controller: &'static str,
+    metrics: &Metrics,
+    results: impl Stream<Item = Result<T, controller::Error<R, Q>>>,
+) where
     R: std::error::Error + 'static,
     Q: std::error::Error + 'static,
 {
@@ -284,6 +289,11 @@ where
                 Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
                 // A reconcile queued for an object deleted since: expected.
                 Err(e @ controller::Error::ObjectNotFound(_)) => debug!(error = %e, "{name} controller"),
+                // A list or watch of one of its inputs failed (it is retried).
+                Err(e @ controller::Error::QueueError(_)) => {
+                    metrics.watch_failed(controller);
+                    warn!(error = %e, "{name} controller");
+                }
                 Err(e) => warn!(error = %e, "{name} controller"),
             }
         })
@@ -387,7 +397,14 @@ async fn app_controller(
         listed: Listed::of(caches),
         backoffs: Backoffs::default(),
     });
-    drive("App", controller.run(app::reconcile, app::error_policy, ctx)).await;
+    let metrics = health.metrics.clone();
+    drive(
+        "App",
+        app::CONTROLLER,
+        &metrics,
+        controller.run(app::reconcile, app::error_policy, ctx),
+    )
+    .await;
 }
 
 async fn rule_controller(
@@ -422,7 +439,14 @@ async fn rule_controller(
         verdicts: Default::default(),
         backoffs: Backoffs::default(),
     });
-    drive("Rule", controller.run(rule::reconcile, rule::error_policy, ctx)).await;
+    let metrics = health.metrics.clone();
+    drive(
+        "Rule",
+        rule::CONTROLLER,
+        &metrics,
+        controller.run(rule::reconcile, rule::error_policy, ctx),
+    )
+    .await;
 }
 
 async fn function_controller(
@@ -454,6 +478,7 @@ async fn function_controller(
         watcher::Config::default().any_semantic(),
     )
     .with_config(controller::Config::default().concurrency(options.concurrency));
+    let app_metrics = health.metrics.clone();
     let functions = controller.store();
     let controller = controller
         .owns_stream(deployment_events)
@@ -462,6 +487,7 @@ async fn function_controller(
         .owns_stream(managed_changes::<ServiceAccount>(&client, ns, Owner::Function))
         .owns_stream(managed_changes::<NetworkPolicy>(&client, ns, Owner::Function))
         .watches_stream(app_events, move |app: App| {
+            app_metrics.triggered(function::CONTROLLER, "App");
             function::functions_of_app(&functions, &app)
         })
         .graceful_shutdown_on(stop);
@@ -482,8 +508,11 @@ async fn function_controller(
         cron_jobs,
         backoffs: Backoffs::default(),
     });
+    let metrics = health.metrics.clone();
     drive(
         "Function",
+        function::CONTROLLER,
+        &metrics,
         controller.run(function::reconcile, function::error_policy, ctx),
     )
     .await;
