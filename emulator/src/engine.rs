@@ -272,9 +272,12 @@ impl Engine {
         }
     }
 
+    /// Removes a container, waiting at most [`KILL_GRACE`]: an engine slow
+    /// to clean up must not hold the run (and its slot) any longer. What is
+    /// left is the engine's to finish; `hack/podman.sh stop` removes all.
     pub async fn remove(&self, id: &str) {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        let _ = self.docker.remove_container(id, Some(options)).await;
+        let _ = tokio::time::timeout(KILL_GRACE, self.docker.remove_container(id, Some(options))).await;
     }
 
     /// Runs `spec` to completion, or to its deadline; the container is removed afterwards.

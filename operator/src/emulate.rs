@@ -179,6 +179,10 @@ impl EmulatorRunner {
             .await?;
         let functions: kube::Api<Function> = kube::Api::namespaced(self.client.clone(), &namespace);
         for function in &bundle.functions {
+            // Stopped meanwhile (leadership lost): write nothing more.
+            if self.stopped() {
+                return Ok(());
+            }
             let name = function.name_any();
             let prefix = format!("{name}/");
             let cases: Vec<_> = report
@@ -200,6 +204,9 @@ impl EmulatorRunner {
             functions
                 .patch_status(&name, &params, &kube::api::Patch::Apply(&patch))
                 .await?;
+        }
+        if self.stopped() {
+            return Ok(());
         }
         let failed: Vec<&str> = report
             .checks

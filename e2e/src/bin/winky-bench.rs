@@ -42,7 +42,14 @@ fn main() -> ExitCode {
         }
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(bench(runs)) {
+    // Ctrl-C drops the bench, and with it the engine it started.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = bench(runs) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("winky-bench: {e:#}");
@@ -62,6 +69,8 @@ async fn bench(runs: usize) -> Result<()> {
         .join("target/e2e")
         .join(format!("bench-{}", std::process::id()));
     eprintln!("starting a container engine in {}", dir.display());
+    // Locals drop in reverse order: declared first, removed after the engine stopped.
+    let _dir = RemoveDirOnDrop(dir.clone());
     let container_engine = ContainerEngine::start(&dir.join("engine"))?;
     eprintln!("loading the example images (hack/images.sh)");
     container_engine.load_example_images(&workspace_binary("winky")?)?;
@@ -123,11 +132,17 @@ async fn bench(runs: usize) -> Result<()> {
             samples: whole,
         });
     }
-    drop(engine);
-    drop(container_engine);
-    let _ = std::fs::remove_dir(&dir);
     print_table(&rows, runs);
     Ok(())
+}
+
+/// Removes the (by then empty) bench directory, on every way out.
+struct RemoveDirOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// The probe image's echo mode: a well-behaved function, the smallest case.
@@ -160,8 +175,20 @@ fn print_table(rows: &[Row], runs: usize) {
     );
     for row in rows {
         let mut ms: Vec<f64> = row.samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        if ms.is_empty() {
+            println!(
+                "| {:<28} | {:>5} | {:>7} | {:>7} | {:>7} | {:>7} |",
+                row.name, 0, "-", "-", "-", "-"
+            );
+            continue;
+        }
         ms.sort_by(f64::total_cmp);
-        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        // Linear interpolation between the closest ranks.
+        let at = |q: f64| {
+            let rank = (ms.len() - 1) as f64 * q;
+            let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+            ms[low] + (ms[high] - ms[low]) * (rank - low as f64)
+        };
         println!(
             "| {:<28} | {:>5} | {:>7.0} | {:>7.0} | {:>7.0} | {:>7.0} |",
             row.name,
