@@ -271,18 +271,19 @@ fn recorder(client: &Client, options: &Options) -> Recorder {
     )
 }
 
-/// Drives a controller's result stream to its end. Reconcile errors are
-/// logged by the error policies; this logs the others.
+/// Drives the result stream of the controller `name` (its metrics label) to
+/// its end. Reconcile errors are logged by the error policies; this logs the
+/// others and counts failed lists and watches.
 async fn drive<T, R, Q>(
     name: &'static str,
-    controller: &'static str,
-    metrics: &Metrics,
+    metrics: Arc<Metrics>,
     results: impl Stream<Item = Result<T, controller::Error<R, Q>>>,
 ) where
     R: std::error::Error + 'static,
     Q: std::error::Error + 'static,
 {
     info!("{name} controller started");
+    let metrics = &metrics;
     results
         .for_each(|result| async move {
             match result {
@@ -291,7 +292,7 @@ async fn drive<T, R, Q>(
                 Err(e @ controller::Error::ObjectNotFound(_)) => debug!(error = %e, "{name} controller"),
                 // A list or watch of one of its inputs failed (it is retried).
                 Err(e @ controller::Error::QueueError(_)) => {
-                    metrics.watch_failed(controller);
+                    metrics.watch_failed(name);
                     warn!(error = %e, "{name} controller");
                 }
                 Err(e) => warn!(error = %e, "{name} controller"),
@@ -397,14 +398,8 @@ async fn app_controller(
         listed: Listed::of(caches),
         backoffs: Backoffs::default(),
     });
-    let metrics = health.metrics.clone();
-    drive(
-        "App",
-        app::CONTROLLER,
-        &metrics,
-        controller.run(app::reconcile, app::error_policy, ctx),
-    )
-    .await;
+    let results = controller.run(app::reconcile, app::error_policy, ctx);
+    drive(app::CONTROLLER, health.metrics.clone(), results).await;
 }
 
 async fn rule_controller(
@@ -439,14 +434,8 @@ async fn rule_controller(
         verdicts: Default::default(),
         backoffs: Backoffs::default(),
     });
-    let metrics = health.metrics.clone();
-    drive(
-        "Rule",
-        rule::CONTROLLER,
-        &metrics,
-        controller.run(rule::reconcile, rule::error_policy, ctx),
-    )
-    .await;
+    let results = controller.run(rule::reconcile, rule::error_policy, ctx);
+    drive(rule::CONTROLLER, health.metrics.clone(), results).await;
 }
 
 async fn function_controller(
@@ -508,14 +497,8 @@ async fn function_controller(
         cron_jobs,
         backoffs: Backoffs::default(),
     });
-    let metrics = health.metrics.clone();
-    drive(
-        "Function",
-        function::CONTROLLER,
-        &metrics,
-        controller.run(function::reconcile, function::error_policy, ctx),
-    )
-    .await;
+    let results = controller.run(function::reconcile, function::error_policy, ctx);
+    drive(function::CONTROLLER, health.metrics.clone(), results).await;
 }
 
 #[cfg(test)]
