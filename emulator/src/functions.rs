@@ -15,7 +15,7 @@ use winky_crds::function::FunctionTest;
 
 use crate::engine::{Engine, RunOutcome, RunSpec};
 use crate::quantity;
-use crate::report::{Check, CheckKind, cap_logs};
+use crate::report::{Check, CheckKind};
 
 /// Cases run at once: one per core of the machines this runs on.
 const PARALLEL: usize = 2;
@@ -40,14 +40,7 @@ pub async fn checks(engine: Option<&Engine>, functions: &[Function]) -> Vec<Chec
 }
 
 fn failed(name: String, started: Instant, message: String) -> Check {
-    Check {
-        name,
-        kind: CheckKind::Function,
-        passed: false,
-        duration_ms: started.elapsed().as_millis() as u64,
-        message,
-        logs: String::new(),
-    }
+    Check::finished(name, CheckKind::Function, started, false, message, "")
 }
 
 /// The sandbox a Function's test case runs in.
@@ -167,14 +160,7 @@ async fn check(engine: Option<&Engine>, function: &Function, test: &FunctionTest
             if !outcome.stderr.is_empty() {
                 logs.push_str(&outcome.stderr);
             }
-            Check {
-                name,
-                kind: CheckKind::Function,
-                passed,
-                duration_ms: started.elapsed().as_millis() as u64,
-                message,
-                logs: cap_logs(&logs),
-            }
+            Check::finished(name, CheckKind::Function, started, passed, message, &logs)
         }
     }
 }

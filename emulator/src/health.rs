@@ -10,7 +10,7 @@ use winky_crds::App;
 use crate::engine::{Engine, RunSpec};
 use crate::images;
 use crate::quantity;
-use crate::report::{Check, CheckKind, cap_logs};
+use crate::report::{Check, CheckKind};
 
 /// How long an App gets to answer its probe.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -32,14 +32,7 @@ pub async fn check(engine: Option<&Engine>, app: &App, revision: &str) -> Check 
             Err((message, logs)) => (false, message, logs),
         },
     };
-    Check {
-        name,
-        kind: CheckKind::AppHealth,
-        passed,
-        duration_ms: started.elapsed().as_millis() as u64,
-        message,
-        logs: cap_logs(&logs),
-    }
+    Check::finished(name, CheckKind::AppHealth, started, passed, message, &logs)
 }
 
 async fn probe(engine: &Engine, app: &App, revision: &str) -> Result<(String, String), (String, String)> {

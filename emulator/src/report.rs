@@ -50,6 +50,28 @@ pub struct Check {
     pub logs: String,
 }
 
+impl Check {
+    /// A check that began at `started` and ends now; `logs` are redacted and
+    /// capped here, so no check can keep them whole.
+    pub fn finished(
+        name: String,
+        kind: CheckKind,
+        started: std::time::Instant,
+        passed: bool,
+        message: String,
+        logs: &str,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            passed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            message,
+            logs: cap_logs(logs),
+        }
+    }
+}
+
 /// Every check of one revision of one App.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,34 +14,35 @@ pub fn checks(rules: &[Rule]) -> Vec<Check> {
         let name = rule.metadata.name.clone().unwrap_or_default();
         let started = Instant::now();
         match RuleSet::compile(&rule.spec) {
-            Err(errors) => checks.push(Check {
-                name: format!("{name} (compile)"),
-                kind: CheckKind::RuleTest,
-                passed: false,
-                duration_ms: started.elapsed().as_millis() as u64,
-                message: errors
+            Err(errors) => checks.push(Check::finished(
+                format!("{name} (compile)"),
+                CheckKind::RuleTest,
+                started,
+                false,
+                errors
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
-                logs: String::new(),
-            }),
+                "",
+            )),
             Ok(compiled) => {
                 for test in &rule.spec.tests {
                     let started = Instant::now();
                     let summary = compiled.run_tests(std::slice::from_ref(test));
                     let result = &summary.results[0];
-                    checks.push(Check {
-                        name: format!("{name}/{}", test.name),
-                        kind: CheckKind::RuleTest,
-                        passed: result.passed,
-                        duration_ms: started.elapsed().as_millis() as u64,
-                        message: result
-                            .message
-                            .clone()
-                            .unwrap_or_else(|| format!("{:?}, as expected", test.expect).to_lowercase()),
-                        logs: String::new(),
-                    });
+                    let message = result
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("{:?}, as expected", test.expect).to_lowercase());
+                    checks.push(Check::finished(
+                        format!("{name}/{}", test.name),
+                        CheckKind::RuleTest,
+                        started,
+                        result.passed,
+                        message,
+                        "",
+                    ));
                 }
             }
         }
