@@ -23,6 +23,22 @@ use winky_emulator::{Bundle, CheckKind, EmulatorReport, Engine};
 use crate::events;
 use crate::metrics::Metrics;
 
+/// The objects in `store` that belong to `app` (by `app_of`), sorted by name.
+fn of_app<K>(store: &Store<K>, app: &App, app_of: fn(&K) -> &String) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let (name, namespace) = (app.name_any(), app.namespace());
+    let mut owned: Vec<K> = store
+        .state()
+        .iter()
+        .filter(|o| *app_of(o) == name && o.namespace() == namespace)
+        .map(|o| (**o).clone())
+        .collect();
+    owned.sort_by_key(|o| o.name_any());
+    owned
+}
+
 /// The field manager that owns `status.emulator`.
 pub const EMULATOR_MANAGER: &str = "winky-operator-emulator";
 
@@ -76,27 +92,10 @@ impl EmulatorRunner {
 
     /// The App with its Functions and Rules from the caches.
     fn bundle(&self, app: &App) -> Bundle {
-        let (name, namespace) = (app.name_any(), app.namespace());
-        let mut functions: Vec<Function> = self
-            .functions
-            .state()
-            .iter()
-            .filter(|f| f.spec.app == name && f.namespace() == namespace)
-            .map(|f| (**f).clone())
-            .collect();
-        functions.sort_by_key(|f| f.name_any());
-        let mut rules: Vec<Rule> = self
-            .rules
-            .state()
-            .iter()
-            .filter(|r| r.spec.app == name && r.namespace() == namespace)
-            .map(|r| (**r).clone())
-            .collect();
-        rules.sort_by_key(|r| r.name_any());
         Bundle {
             app: app.clone(),
-            functions,
-            rules,
+            functions: of_app(&self.functions, app, |f| &f.spec.app),
+            rules: of_app(&self.rules, app, |r| &r.spec.app),
         }
     }
 
