@@ -25,7 +25,7 @@ pub mod vault;
 mod wait;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
-pub use objects::apply_json;
+pub use objects::{apply_json, gone_or_going};
 pub use operator::{InProcessOperator, metric_value, operator_binary, workspace_binary};
 pub use process::Component;
 pub use wait::eventually;

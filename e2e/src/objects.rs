@@ -27,3 +27,13 @@ where
         .await
         .unwrap_or_else(|e| panic!("applying {} {}: {e}", K::kind(&()), object.name_any()))
 }
+
+/// Whether `name` is gone or going (its deletion begun): `None` when the
+/// apiserver could not be asked, so `eventually` asks again.
+pub async fn gone_or_going<K>(api: &Api<K>, name: &str) -> Option<bool>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let object = api.get_opt(name).await.ok()?;
+    Some(object.is_none_or(|o| o.meta().deletion_timestamp.is_some()))
+}

@@ -14,7 +14,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use winky_crds::{App, Function};
-use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually, gone_or_going};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -311,15 +311,8 @@ async fn a_changed_trigger_replaces_the_workload_and_a_missing_app_is_reported()
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
     eventually("the CronJob to replace the Deployment", WAIT, || async {
-        let gone = |o: Option<_>| {
-            o.is_none() || o.is_some_and(|d: Deployment| d.metadata.deletion_timestamp.is_some())
-        };
-        let deployment_gone = gone(deployments.get_opt("resize-fn").await.ok()?);
-        let service_gone = services
-            .get_opt("resize-fn")
-            .await
-            .ok()?
-            .is_none_or(|s| s.metadata.deletion_timestamp.is_some());
+        let deployment_gone = gone_or_going(&deployments, "resize-fn").await?;
+        let service_gone = gone_or_going(&services, "resize-fn").await?;
         let cron_job = cron_jobs.get_opt("resize-fn").await.ok()??;
         (deployment_gone && service_gone && cron_job.spec.schedule == "*/10 * * * *").then_some(())
     })

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use winky_crds::{App, Function, Rule};
-use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually, workspace_root};
+use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually, gone_or_going, workspace_root};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OPERATOR: &str = "system:serviceaccount:winky-system:winky-operator";
@@ -188,11 +188,7 @@ async fn the_operator_needs_no_more_than_its_rbac() {
     let cron_jobs: Api<CronJob> = Api::namespaced(admin.clone(), ns);
     eventually("the budget and the CronJob pruned", WAIT, || async {
         let pdb_gone = pdbs.get_opt("notes").await.ok()?.is_none();
-        let cron_gone = cron_jobs
-            .get_opt("digest-fn")
-            .await
-            .ok()?
-            .is_none_or(|c| c.metadata.deletion_timestamp.is_some());
+        let cron_gone = gone_or_going(&cron_jobs, "digest-fn").await?;
         let deployment = deployments.get_opt("digest-fn").await.ok()?.is_some();
         (pdb_gone && cron_gone && deployment).then_some(())
     })
@@ -208,21 +204,8 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         .unwrap();
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(admin.clone(), ns);
     eventually("the Deployment and Service pruned", WAIT, || async {
-        let gone = |deleting: Option<bool>| deleting.is_none_or(|d| d);
-        let deployment_gone = gone(
-            deployments
-                .get_opt("digest-fn")
-                .await
-                .ok()?
-                .map(|d| d.metadata.deletion_timestamp.is_some()),
-        );
-        let service_gone = gone(
-            services
-                .get_opt("digest-fn")
-                .await
-                .ok()?
-                .map(|s| s.metadata.deletion_timestamp.is_some()),
-        );
+        let deployment_gone = gone_or_going(&deployments, "digest-fn").await?;
+        let service_gone = gone_or_going(&services, "digest-fn").await?;
         let cron_job = cron_jobs.get_opt("digest-fn").await.ok()?.is_some();
         (deployment_gone && service_gone && cron_job).then_some(())
     })
