@@ -13,6 +13,9 @@ if kill -0 "$pid" 2>/dev/null; then
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
 fi
 rm -f "$dev/pid" "$dev/ready"
+# winky-dev stops its container engine on the way out; after a SIGKILL it
+# could not. Stopping is idempotent, and a missing directory is fine.
+bash "$(dirname "$0")/podman.sh" stop "$dev/engine" >/dev/null || true
 # The components stop when winky-dev does; wait for them too.
 for _ in $(seq 1 50); do
   pgrep -f -- "$PWD/$dev/run-" >/dev/null 2>&1 || { echo "down: stopped"; exit 0; }

@@ -146,7 +146,7 @@ async fn check(engine: Option<&Engine>, function: &Function, test: &FunctionTest
                 started,
                 format!(
                     "image {image} is not in the container engine: build it and load it \
-                     (`make images` for the examples, or `winky image import {image} PROGRAM`)"
+                     (`hack/images.sh SOCKET` for the examples, or `winky image import {image} PROGRAM`)"
                 ),
             );
         }

@@ -42,7 +42,7 @@ async fn probe(engine: &Engine, app: &App, revision: &str) -> Result<(String, St
         Ok(true) => {}
         Ok(false) => {
             return Err(fail(format!(
-                "image {} is not in the container engine: build it and load it (`make images` for the examples)",
+                "image {} is not in the container engine: build it and load it (`hack/images.sh SOCKET` for the examples)",
                 spec.image
             )));
         }

@@ -131,7 +131,10 @@ pub fn archive(rootfs: &[u8], reference: &str, has_program: bool) -> Result<Vec<
 
 /// Packages the statically linked `program` as the image `reference` in the engine.
 pub async fn import_program(engine: &Engine, reference: &str, program: &Path) -> Result<(), ImageError> {
-    let binary = read(program, " (build it first: make images)")?;
+    let binary = read(
+        program,
+        " (build it first: hack/images.sh SOCKET builds the examples' programs)",
+    )?;
     let rootfs = rootfs(Some(&binary))?;
     engine.load_archive(archive(&rootfs, reference, true)?).await?;
     Ok(())
