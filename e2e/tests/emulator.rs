@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use winky_crds::Function;
 use winky_e2e::engine::ContainerEngine;
-use winky_e2e::{workspace_binary, workspace_root};
+use winky_e2e::{apply_json, workspace_binary, workspace_root};
 use winky_emulator::engine::Engine;
 use winky_emulator::functions;
 
@@ -228,29 +228,10 @@ async fn the_sandbox_stops_memory_hogs_network_access_and_endless_functions() {
 
 /// Server-side applies an App, Function or Rule given as JSON.
 async fn apply_object(client: &kube::Client, namespace: &str, object: &Value) {
-    use kube::api::{Api, Patch, PatchParams};
-    let name = object["metadata"]["name"].as_str().unwrap();
-    let params = PatchParams::apply("e2e").force();
-    let patch = Patch::Apply(object);
     match object["kind"].as_str().unwrap() {
-        "App" => drop(
-            Api::<winky_crds::App>::namespaced(client.clone(), namespace)
-                .patch(name, &params, &patch)
-                .await
-                .unwrap(),
-        ),
-        "Function" => drop(
-            Api::<Function>::namespaced(client.clone(), namespace)
-                .patch(name, &params, &patch)
-                .await
-                .unwrap(),
-        ),
-        "Rule" => drop(
-            Api::<winky_crds::Rule>::namespaced(client.clone(), namespace)
-                .patch(name, &params, &patch)
-                .await
-                .unwrap(),
-        ),
+        "App" => drop(apply_json::<winky_crds::App>(client, namespace, object.clone()).await),
+        "Function" => drop(apply_json::<Function>(client, namespace, object.clone()).await),
+        "Rule" => drop(apply_json::<winky_crds::Rule>(client, namespace, object.clone()).await),
         kind => panic!("no {kind} in the shop example"),
     }
 }

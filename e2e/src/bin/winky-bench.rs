@@ -69,9 +69,8 @@ async fn bench(runs: usize) -> Result<()> {
         .join("target/e2e")
         .join(format!("bench-{}", std::process::id()));
     eprintln!("starting a container engine in {}", dir.display());
-    // Locals drop in reverse order: declared first, removed after the engine stopped.
-    let _dir = RemoveDirOnDrop(dir.clone());
-    let container_engine = ContainerEngine::start(&dir.join("engine"))?;
+    // Its Drop stops the engine and removes the directory, on every way out.
+    let container_engine = ContainerEngine::start(&dir)?;
     eprintln!("loading the example images (hack/images.sh)");
     container_engine.load_example_images(&workspace_binary("winky")?)?;
     let engine = Engine::connect(container_engine.socket()).await?;
@@ -134,15 +133,6 @@ async fn bench(runs: usize) -> Result<()> {
     }
     print_table(&rows, runs);
     Ok(())
-}
-
-/// Removes the (by then empty) bench directory, on every way out.
-struct RemoveDirOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveDirOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 /// The probe image's echo mode: a well-behaved function, the smallest case.
