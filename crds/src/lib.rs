@@ -23,6 +23,7 @@
 
 pub mod app;
 pub mod common;
+pub mod defaults;
 pub mod function;
 pub mod gitsource;
 pub mod keys;

@@ -33,7 +33,7 @@ const API_VERSION: ClientVersion = ClientVersion {
 /// Seconds a request may take until its response headers arrive.
 const REQUEST_TIMEOUT: u64 = 120;
 /// The user every sandboxed process runs as.
-pub const SANDBOX_USER: &str = "65532";
+pub const SANDBOX_USER: i64 = winky_crds::defaults::RUN_AS;
 /// Processes (threads included) a sandboxed container may have.
 const PIDS_LIMIT: i64 = 64;
 /// Most bytes of output kept from a run.
@@ -189,7 +189,7 @@ impl Engine {
             entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
             cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            user: Some(SANDBOX_USER.into()),
+            user: Some(SANDBOX_USER.to_string()),
             attach_stdin: Some(attach_stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),

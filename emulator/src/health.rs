@@ -72,12 +72,16 @@ async fn probe(engine: &Engine, app: &App, revision: &str) -> Result<(String, St
             .memory
             .as_deref()
             .and_then(quantity::bytes)
-            .unwrap_or(256 << 20),
+            .unwrap_or_else(|| {
+                quantity::bytes(winky_crds::defaults::APP_MEMORY).expect("the default parses")
+            }),
         nano_cpus: resources
             .cpu
             .as_deref()
             .and_then(quantity::nano_cpus)
-            .unwrap_or(250_000_000),
+            .unwrap_or_else(|| {
+                quantity::nano_cpus(winky_crds::defaults::APP_CPU).expect("the default parses")
+            }),
         timeout: DEADLINE,
         network_of: None,
     };

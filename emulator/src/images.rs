@@ -110,7 +110,7 @@ pub fn archive(rootfs: &[u8], reference: &str, has_program: bool) -> Result<Vec<
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": entrypoint, "User": SANDBOX_USER, "WorkingDir": "/tmp",
+        "config": {"Entrypoint": entrypoint, "User": SANDBOX_USER.to_string(), "WorkingDir": "/tmp",
                    "Env": ["PATH=/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "winky-emulator"}],

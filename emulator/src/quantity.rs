@@ -43,6 +43,9 @@ mod tests {
 
     #[test]
     fn quantities() {
+        // The App defaults shared with the operator parse (the health check relies on it).
+        assert_eq!(bytes(winky_crds::defaults::APP_MEMORY), Some(256 << 20));
+        assert_eq!(nano_cpus(winky_crds::defaults::APP_CPU), Some(250_000_000));
         assert_eq!(bytes("512Mi"), Some(512 << 20));
         assert_eq!(bytes("1Gi"), Some(1 << 30));
         assert_eq!(bytes("64M"), Some(64_000_000));

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use winky_crds::common::{EgressRule, SecretEnv};
 
 /// UID and GID workloads run as (the "nonroot" user of distroless images).
-pub const RUN_AS: i64 = 65532;
+pub const RUN_AS: i64 = winky_crds::defaults::RUN_AS;
 
 /// Pod-level security: non-root, fixed user, RuntimeDefault seccomp.
 pub fn pod_security_context() -> PodSecurityContext {

@@ -30,9 +30,9 @@ use crate::workload::{self, env_value};
 
 pub use crate::workload::RUN_AS;
 /// Default CPU limit when the App sets none.
-pub const DEFAULT_CPU: &str = "250m";
+pub const DEFAULT_CPU: &str = winky_crds::defaults::APP_CPU;
 /// Default memory limit when the App sets none.
-pub const DEFAULT_MEMORY: &str = "256Mi";
+pub const DEFAULT_MEMORY: &str = winky_crds::defaults::APP_MEMORY;
 /// Where the runtime configuration is mounted in the container.
 pub const RUNTIME_DIR: &str = "/etc/winky";
 /// Key of the runtime configuration in the ConfigMap.
