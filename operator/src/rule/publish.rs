@@ -304,6 +304,11 @@ mod tests {
         same_generation.metadata.generation = Some(3);
         assert!(!verdicts.publishable(&same_generation));
         // A reconcile's own evaluation replaces the verdict; a deleted Rule is forgotten.
+        verdicts.record(
+            &good,
+            &evaluate(&rule(&GOOD.replace("expect: deny", "expect: allow"))),
+        );
+        assert!(!verdicts.publishable(&good), "the recorded failing verdict");
         verdicts.record(&good, &evaluate(&good));
         assert!(verdicts.publishable(&good));
         verdicts.forget(&good);
