@@ -55,8 +55,6 @@ pub struct EmulatorRunner {
     /// One permit per run that may use the engine at once: a burst of new
     /// revisions must not start a container per App all together.
     slots: tokio::sync::Semaphore,
-    /// Set when the App controller stops: no run starts or writes after it.
-    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for EmulatorRunner {
@@ -86,7 +84,6 @@ impl EmulatorRunner {
             rules,
             seen: Mutex::default(),
             slots: tokio::sync::Semaphore::new(concurrency.max(1)),
-            stopped: Default::default(),
         }
     }
 
@@ -126,12 +123,12 @@ impl EmulatorRunner {
     /// running ones finish (so their containers are removed) but write no
     /// result — an operator that stopped may no longer lead.
     pub fn stop(&self) {
-        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
         self.slots.close();
     }
 
+    /// Whether [`EmulatorRunner::stop`] was called: its closed slots say so.
     fn stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+        self.slots.is_closed()
     }
 
     async fn run(&self, bundle: Bundle, key: String, hash: String) {

@@ -260,6 +260,23 @@ impl Drop for StopRunsOnDrop {
     }
 }
 
+/// Like [`reflected`], passing on only appearances, spec changes and
+/// deletions (see [`crate::triggers::spec_changes`]).
+fn spec_reflected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = crate::triggers::spec_changes(watcher(api, config).default_backoff().reflect(writer));
+    (reader, stream)
+}
+
 /// The Event recorder of every controller.
 fn recorder(client: &Client, options: &Options) -> Recorder {
     Recorder::new(
@@ -276,14 +293,13 @@ fn recorder(client: &Client, options: &Options) -> Recorder {
 /// others and counts failed lists and watches.
 async fn drive<T, R, Q>(
     name: &'static str,
-    metrics: Arc<Metrics>,
+    metrics: &Metrics,
     results: impl Stream<Item = Result<T, controller::Error<R, Q>>>,
 ) where
     R: std::error::Error + 'static,
     Q: std::error::Error + 'static,
 {
     info!("{name} controller started");
-    let metrics = &metrics;
     results
         .for_each(|result| async move {
             match result {
@@ -334,9 +350,13 @@ async fn app_controller(
             futures::stream::empty().boxed(),
         ),
         Some(engine) => {
+            // Only a spec change (or an appearance or deletion) changes the
+            // bundle: the Function and Rule controllers' status writes, and the
+            // emulator's own, do not wake the App.
             let (functions, function_events) =
-                reflected(scoped::<Function>(&client, ns), watcher::Config::default());
-            let (rules, rule_events) = reflected(scoped::<Rule>(&client, ns), watcher::Config::default());
+                spec_reflected(scoped::<Function>(&client, ns), watcher::Config::default());
+            let (rules, rule_events) =
+                spec_reflected(scoped::<Rule>(&client, ns), watcher::Config::default());
             caches.extend([cache(&functions), cache(&rules)]);
             let runner = EmulatorRunner::new(
                 client.clone(),
@@ -399,7 +419,7 @@ async fn app_controller(
         backoffs: Backoffs::default(),
     });
     let results = controller.run(app::reconcile, app::error_policy, ctx);
-    drive(app::CONTROLLER, health.metrics.clone(), results).await;
+    drive(app::CONTROLLER, &health.metrics, results).await;
 }
 
 async fn rule_controller(
@@ -435,7 +455,7 @@ async fn rule_controller(
         backoffs: Backoffs::default(),
     });
     let results = controller.run(rule::reconcile, rule::error_policy, ctx);
-    drive(rule::CONTROLLER, health.metrics.clone(), results).await;
+    drive(rule::CONTROLLER, &health.metrics, results).await;
 }
 
 async fn function_controller(
@@ -452,14 +472,9 @@ async fn function_controller(
     let (cron_jobs, cron_job_events) = cached_managed_changes::<CronJob>(&client, ns, Owner::Function);
     // Every App is cached, but only a new, changed or deleted App wakes its
     // Functions: the App controller's status writes do not.
-    let (apps, app_writer) = reflector::store();
-    let app_events = crate::triggers::spec_changes(
-        watcher(
-            scoped::<App>(&client, ns),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .reflect(app_writer),
+    let (apps, app_events) = spec_reflected(
+        scoped::<App>(&client, ns),
+        watcher::Config::default().any_semantic(),
     );
 
     let controller = Controller::new(
@@ -498,7 +513,7 @@ async fn function_controller(
         backoffs: Backoffs::default(),
     });
     let results = controller.run(function::reconcile, function::error_policy, ctx);
-    drive(function::CONTROLLER, health.metrics.clone(), results).await;
+    drive(function::CONTROLLER, &health.metrics, results).await;
 }
 
 #[cfg(test)]

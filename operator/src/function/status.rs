@@ -68,7 +68,8 @@ pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
     }
 }
 
-/// The whole status for `outcome` at `now`; the emulator result is kept.
+/// The status this controller owns for `outcome` at `now`. `emulator` is
+/// left unset: the emulator runner owns that field (its own field manager).
 pub fn desired_status(
     function: &Function,
     outcome: &Outcome<'_>,
