@@ -59,6 +59,11 @@ pub struct GitSourceSpec {
     /// Stop syncing without deleting anything.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Allow a commit with no manifests under `path` to prune everything this
+    /// source applied. Off by default: an empty path is far more often a
+    /// mistake (a moved directory, a wrong `path`) than a wish to delete it all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
     /// Credentials for private repositories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<GitCredentials>,
@@ -146,6 +151,9 @@ pub struct GitSourceStatus {
     /// When the branch was last fetched (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetched_at: Option<String>,
+    /// The commit the last sync attempt was about (applied or refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_commit: Option<String>,
     /// Commit whose manifests are applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_commit: Option<String>,

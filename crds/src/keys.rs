@@ -16,3 +16,7 @@ pub const GIT_COMMIT_ANNOTATION: &str = "winky.dev/git-commit";
 pub const PULL_REQUEST_ANNOTATION: &str = "winky.dev/pull-request";
 /// Annotation on pod templates: the revision the pods run.
 pub const REVISION_ANNOTATION: &str = "winky.dev/revision";
+/// Annotation set by a GitSource on every object it applies:
+/// `<namespace>/<name>` of that GitSource. A second GitSource never takes
+/// over an object that carries another's.
+pub const GIT_SOURCE_ANNOTATION: &str = "winky.dev/gitsource";

@@ -127,3 +127,48 @@ impl GitServer {
 fn which_git() -> Result<PathBuf> {
     crate::find_on_path("git").context("git is not installed: apt-get install git")
 }
+
+/// A clone of a served repository to change and push, as a person merging
+/// into `main` would.
+#[derive(Debug)]
+pub struct WorkTree {
+    dir: PathBuf,
+}
+
+impl WorkTree {
+    /// Clones `url` into `dir` (which must not exist yet).
+    pub fn clone(url: &str, dir: &Path) -> Result<Self> {
+        let parent = dir.parent().context("a clone needs a parent directory")?;
+        std::fs::create_dir_all(parent)?;
+        git(parent, &["clone", "--quiet", url, &dir.display().to_string()])?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Writes `content` to `path` (relative to the root), creating directories.
+    pub fn write(&self, path: &str, content: &str) -> Result<()> {
+        let file = self.dir.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
+        std::fs::write(&file, content)?;
+        Ok(())
+    }
+
+    /// Removes `path` (relative to the root).
+    pub fn remove(&self, path: &str) -> Result<()> {
+        git(&self.dir, &["rm", "--quiet", "-r", path]).map(|_| ())
+    }
+
+    /// Commits everything with `message`, pushes `main` and returns the commit id.
+    pub fn commit_and_push(&self, message: &str) -> Result<String> {
+        git(&self.dir, &["add", "--all"])?;
+        git(&self.dir, &["commit", "--quiet", "--allow-empty", "-m", message])?;
+        git(&self.dir, &["push", "--quiet", "origin", "HEAD:main"])?;
+        Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+
+    /// The commit `main` points at here.
+    pub fn head(&self) -> Result<String> {
+        Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+}

@@ -47,6 +47,8 @@ impl InProcessOperator {
             identity: identity.to_string(),
             engine,
             emulator_concurrency: 2,
+            git_cache_dir: std::env::temp_dir().join(format!("winky-e2e-git-{namespace}-{identity}")),
+            webhook_addr: None,
         };
         let task = tokio::spawn(run(client, options, health.clone(), async move {
             let _ = stopped.await;

@@ -71,6 +71,10 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         ("delete", "poddisruptionbudgets.policy"),
         ("create", "leases.coordination.k8s.io"),
         ("update", "leases.coordination.k8s.io/winky-operator"),
+        ("watch", "gitsources.winky.dev"),
+        ("patch", "apps.winky.dev"),
+        ("delete", "functions.winky.dev"),
+        ("get", "secrets"),
     ] {
         eventually(
             &format!("the operator to be allowed to {verb} {what}"),
@@ -81,11 +85,12 @@ async fn the_operator_needs_no_more_than_its_rbac() {
     }
     // …and what it may not.
     for (verb, what) in [
-        ("get", "secrets"),
         ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "secrets"),
         ("get", "deployments.apps"),
-        ("patch", "apps.winky.dev"),
-        ("delete", "apps.winky.dev"),
+        ("delete", "promotionpolicies.winky.dev"),
+        ("patch", "gitsources.winky.dev"),
         ("delete", "configmaps"),
         ("delete", "serviceaccounts"),
         ("delete", "networkpolicies.networking.k8s.io"),

@@ -77,6 +77,22 @@ pub struct Args {
     #[arg(long, env = "WINKY_EMULATOR_CONCURRENCY", default_value_t = 2, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub emulator_concurrency: u16,
+
+    /// Directory for the GitSources' bare cache repositories (one per
+    /// GitSource; only the protected branch is fetched, shallow).
+    #[arg(long, env = "WINKY_GIT_CACHE_DIR", value_name = "DIR", default_value_os_t = default_git_cache_dir())]
+    pub git_cache_dir: PathBuf,
+
+    /// Address of the GitHub webhook receiver: `POST /hooks/github/{namespace}/{name}`
+    /// per GitSource, verified with the GitSource's `spec.webhook` secret. A push
+    /// to the protected branch syncs at once. Off when not given.
+    #[arg(long, env = "WINKY_WEBHOOK_ADDR", value_name = "ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+}
+
+/// `$TMPDIR/winky-operator/git`: in a cluster, an emptyDir mounted on /tmp.
+fn default_git_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("winky-operator").join("git")
 }
 
 /// Log output format.

@@ -23,6 +23,7 @@ pub mod emulate;
 pub mod error;
 pub mod events;
 pub mod function;
+pub mod gitsource;
 pub mod http;
 pub mod leader;
 pub mod listed;

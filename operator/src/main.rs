@@ -54,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         identity,
         engine: args.engine.clone(),
         emulator_concurrency: args.emulator_concurrency.into(),
+        git_cache_dir: args.git_cache_dir.clone(),
+        webhook_addr: args.webhook_addr,
     };
     run::run(client, options, health, shutdown_signal()).await
 }

@@ -44,7 +44,29 @@ pub struct TriggerLabels {
     pub source: &'static str,
 }
 
+/// Labels of a webhook delivery count. Both come from fixed sets, so a
+/// sender cannot grow the series: see [`crate::webhook`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `ping`, `push`, `pull_request`, `issue_comment`, `pull_request_review`,
+    /// `other` (a GitHub event the operator ignores) or `unknown` (missing or
+    /// not a GitHub event).
+    pub event: &'static str,
+    /// `accepted`, `ignored`, `unsigned`, `bad_signature`, `replayed`,
+    /// `too_large`, `malformed`, `not_found`, `rate_limited` or `unavailable`.
+    pub result: &'static str,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+/// Labels of a per-GitSource gauge (there are few GitSources).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// The GitSource's namespace.
+    pub namespace: String,
+    /// The GitSource's name.
+    pub name: String,
+}
 
 /// Every metric, and the registry that encodes them.
 #[derive(Debug)]
@@ -55,6 +77,10 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     watch_errors: Family<ControllerLabels, Counter>,
     triggers: Family<TriggerLabels, Counter>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    git_fetch_durations: Histogram,
+    git_sync_durations: Histogram,
+    git_last_applied: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
 }
@@ -69,6 +95,7 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let watch_errors = Family::<ControllerLabels, Counter>::default();
         let triggers = Family::<TriggerLabels, Counter>::default();
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
         registry.register(
             "watch_errors",
             "Failed lists and watches of a controller's inputs (retried with backoff; a 403 here is missing RBAC)",
@@ -94,6 +121,29 @@ impl Default for Metrics {
             "Reconcile errors by controller and category",
             errors.clone(),
         );
+        registry.register(
+            "webhook_deliveries",
+            "GitHub webhook deliveries received, by event and what the operator did with them",
+            webhook_deliveries.clone(),
+        );
+        let git_fetch_durations = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let git_sync_durations = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let git_last_applied = Family::<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "gitsource_fetch_duration_seconds",
+            "Time to list the protected branch of a GitSource and, when its head moved, fetch and read it",
+            git_fetch_durations.clone(),
+        );
+        registry.register(
+            "gitsource_sync_duration_seconds",
+            "Time to dry-run, apply and prune one commit's objects",
+            git_sync_durations.clone(),
+        );
+        registry.register(
+            "gitsource_last_applied_timestamp_seconds",
+            "When a GitSource's commit was last applied completely (Unix time)",
+            git_last_applied.clone(),
+        );
         registry.register("leader", "1 while this replica is the leader", leader.clone());
         Self {
             registry: Mutex::new(registry),
@@ -102,6 +152,10 @@ impl Default for Metrics {
             errors,
             watch_errors,
             triggers,
+            webhook_deliveries,
+            git_fetch_durations,
+            git_sync_durations,
+            git_last_applied,
             leader,
         }
     }
@@ -139,6 +193,34 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a GitHub webhook delivery by event and result.
+    pub fn webhook_delivery(&self, event: &'static str, result: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels { event, result })
+            .inc();
+    }
+
+    /// Observes one fetch of a GitSource.
+    pub fn git_fetched(&self, took: Duration) {
+        self.git_fetch_durations.observe(took.as_secs_f64());
+    }
+
+    /// Observes one dry-run, apply and prune of a commit.
+    pub fn git_synced(&self, took: Duration) {
+        self.git_sync_durations.observe(took.as_secs_f64());
+    }
+
+    /// Records that the GitSource `namespace/name` applied its commit at `at`.
+    pub fn git_applied(&self, namespace: &str, name: &str, at: k8s_openapi::jiff::Timestamp) {
+        let labels = SourceLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.git_last_applied
+            .get_or_create(&labels)
+            .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -170,6 +252,23 @@ mod tests {
         );
         assert!(
             text.contains(r#"winky_reconcile_duration_seconds_count{controller="app"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counts_webhook_deliveries_by_event_and_result() {
+        let m = Metrics::default();
+        m.webhook_delivery("push", "accepted");
+        m.webhook_delivery("unknown", "unsigned");
+        m.webhook_delivery("unknown", "unsigned");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"winky_webhook_deliveries_total{event="push",result="accepted"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"winky_webhook_deliveries_total{event="unknown",result="unsigned"} 2"#),
             "{text}"
         );
     }

@@ -1,4 +1,4 @@
-//! Wiring: caches, the App, Rule and Function controllers, leader election and shutdown.
+//! Wiring: caches, the App, Rule, Function and GitSource controllers, leader election and shutdown.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::{NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -21,11 +21,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use winky_crds::keys::{MANAGED_BY_LABEL, OWNER_KIND_LABEL};
-use winky_crds::{App, Function, PromotionPolicy, Rule};
+use winky_crds::{App, Function, GitSource, PromotionPolicy, Rule};
 
 use crate::context::{Backoffs, Context, Settings, Stores};
 use crate::emulate::EmulatorRunner;
+use crate::events::Recorder;
 use crate::function::{self, FunctionContext};
+use crate::gitsource::{self, GitSourceContext};
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::listed::{Listed, cache};
@@ -57,6 +59,10 @@ pub struct Options {
     pub engine: Option<std::path::PathBuf>,
     /// Most emulator runs at once (at least one).
     pub emulator_concurrency: usize,
+    /// Where GitSources keep their bare cache repositories.
+    pub git_cache_dir: std::path::PathBuf,
+    /// Where the GitHub webhook receiver listens, if anywhere.
+    pub webhook_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the controllers until `shutdown` resolves (then returns `Ok`) or
@@ -100,7 +106,15 @@ pub async fn run(
                 health.clone(),
                 stop(stop_rx.clone()),
             ),
-            function_controller(client.clone(), options.clone(), health.clone(), stop(stop_rx)),
+            futures::future::join(
+                function_controller(
+                    client.clone(),
+                    options.clone(),
+                    health.clone(),
+                    stop(stop_rx.clone()),
+                ),
+                gitsource_controller(client.clone(), options.clone(), health.clone(), stop(stop_rx)),
+            ),
         ),
     );
     let mut controller = tokio::spawn(async move {
@@ -514,6 +528,38 @@ async fn function_controller(
     });
     let results = controller.run(function::reconcile, function::error_policy, ctx);
     drive(function::CONTROLLER, &health.metrics, results).await;
+}
+
+async fn gitsource_controller(
+    client: Client,
+    options: Options,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = options.namespace.as_deref();
+    // Only a new spec (or an appearance or deletion) starts a sync: the
+    // controller's own status writes do not. The interval requeues, and the
+    // webhook asks for a sync through `syncs`.
+    let (sources, source_events) =
+        spec_reflected(scoped::<GitSource>(&client, ns), watcher::Config::default());
+    let (_syncs, requested) = tokio::sync::mpsc::channel::<ObjectRef<GitSource>>(256);
+    let requested = futures::stream::unfold(
+        requested,
+        |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+    );
+    let controller = Controller::for_stream(source_events, sources)
+        .with_config(controller::Config::default().concurrency(options.concurrency))
+        .reconcile_on(requested)
+        .graceful_shutdown_on(stop);
+    let ctx = Arc::new(GitSourceContext {
+        recorder: recorder(&client, &options),
+        client,
+        metrics: health.metrics.clone(),
+        cache_dir: options.git_cache_dir.clone(),
+        backoffs: Backoffs::default(),
+    });
+    let results = controller.run(gitsource::reconcile, gitsource::error_policy, ctx);
+    drive(gitsource::CONTROLLER, &health.metrics, results).await;
 }
 
 #[cfg(test)]

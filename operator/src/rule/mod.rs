@@ -43,7 +43,7 @@ pub struct RuleContext {
     /// API client.
     pub client: Client,
     /// Publishes Events.
-    pub recorder: kube::runtime::events::Recorder,
+    pub recorder: crate::events::Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Every Rule in scope.

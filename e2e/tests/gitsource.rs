@@ -1,0 +1,389 @@
+//! The GitSource controller against a real `git daemon` and the real
+//! kube-apiserver: what is merged into `main` is applied, changed, pruned and
+//! put back after hand edits; a bad commit applies nothing and the previous
+//! one stays; a second GitSource cannot take over; a remote that is down
+//! prunes nothing.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use winky_crds::keys::{GIT_COMMIT_ANNOTATION, GIT_SOURCE_ANNOTATION};
+use winky_crds::{App, GitSource};
+use winky_e2e::git::{GitServer, WorkTree};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually, gone_or_going};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    _operator: InProcessOperator,
+    git: GitServer,
+    dir: tempfile::TempDir,
+}
+
+async fn env(prefix: &str) -> Env {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = cp.namespace(&client, prefix).await.unwrap();
+    let operator = InProcessOperator::start(client.clone(), ns.name(), &format!("{prefix}-operator"));
+    let dir = tempfile::tempdir().unwrap();
+    let git = GitServer::start(dir.path()).unwrap();
+    Env {
+        client,
+        ns,
+        _operator: operator,
+        git,
+        dir,
+    }
+}
+
+fn app_yaml(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  port: 8080\n"
+    )
+}
+
+async fn source(env: &Env, name: &str, repo: &str, extra: serde_json::Value) -> GitSource {
+    let mut spec = serde_json::json!({
+        "url": env.git.url(repo),
+        "branch": "main",
+        "path": "deploy",
+        "interval": "1s",
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    apply_json(
+        &env.client,
+        env.ns.name(),
+        serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1",
+            "kind": "GitSource",
+            "metadata": {"name": name},
+            "spec": spec,
+        }),
+    )
+    .await
+}
+
+/// The GitSource once its status says `type_` has `status` (and, when given, `reason`).
+async fn condition(env: &Env, name: &str, type_: &str, status: &str, reason: Option<&str>) -> GitSource {
+    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
+    eventually(
+        &format!("GitSource {name} {type_}={status} {reason:?}"),
+        WAIT,
+        || async {
+            let source = api.get(name).await.ok()?;
+            let c = source
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)?
+                .clone();
+            (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(source)
+        },
+    )
+    .await
+}
+
+async fn applied_commit(env: &Env, name: &str, commit: &str) -> GitSource {
+    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
+    eventually(&format!("GitSource {name} to apply {commit}"), WAIT, || async {
+        let source = api.get(name).await.ok()?;
+        (source.status.as_ref()?.last_applied_commit.as_deref() == Some(commit)).then_some(source)
+    })
+    .await
+}
+
+fn message(source: &GitSource, type_: &str) -> String {
+    source
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+async fn events_of(env: &Env, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(env.client.clone(), env.ns.name());
+    api.list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn what_is_merged_is_applied_changed_pruned_and_put_back() {
+    let env = env("gitops").await;
+    let bare = env
+        .git
+        .create(
+            "apps",
+            &[
+                ("deploy/notes.yaml", &app_yaml("notes", "notes:1")),
+                ("README.md", "apps\n"),
+            ],
+        )
+        .unwrap();
+    let _ = bare;
+    let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
+    let first = work.head().unwrap();
+
+    let started = Instant::now();
+    source(&env, "apps", "apps", serde_json::json!({})).await;
+    let synced = applied_commit(&env, "apps", &first).await;
+    println!(
+        "GitSource created → first commit applied: {:?}",
+        started.elapsed()
+    );
+    let status = synced.status.clone().unwrap();
+    assert_eq!(status.last_fetched_commit.as_deref(), Some(first.as_str()));
+    assert_eq!(status.inventory.len(), 1);
+    assert_eq!(status.inventory[0].name, "notes");
+    let ready = condition(&env, "apps", "Ready", "True", Some("Succeeded")).await;
+    assert!(
+        message(&ready, "Ready").contains("1 objects"),
+        "{}",
+        message(&ready, "Ready")
+    );
+
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    let notes = apps.get("notes").await.unwrap();
+    let annotations = notes.annotations();
+    assert_eq!(
+        annotations[GIT_SOURCE_ANNOTATION],
+        format!("{}/apps", env.ns.name())
+    );
+    assert_eq!(annotations[GIT_COMMIT_ANNOTATION], first);
+    assert!(
+        notes
+            .managed_fields()
+            .iter()
+            .any(|f| f.manager.as_deref() == Some(&format!("winky-gitsource/{}/apps", env.ns.name()))),
+        "applied under the GitSource's own field manager"
+    );
+    // The App controller records the commit in the App's revision.
+    eventually("the App's revision to carry the commit", WAIT, || async {
+        let app = apps.get("notes").await.ok()?;
+        (app.status?.revision?.git_commit.as_deref() == Some(first.as_str())).then_some(())
+    })
+    .await;
+
+    // A change and an addition.
+    work.write("deploy/notes.yaml", &app_yaml("notes", "notes:2"))
+        .unwrap();
+    work.write("deploy/more/shop.yml", &app_yaml("shop", "shop:1"))
+        .unwrap();
+    let second = work.commit_and_push("feat: shop, notes 2").unwrap();
+    let started = Instant::now();
+    let synced = applied_commit(&env, "apps", &second).await;
+    println!("push → applied through the 1 s interval: {:?}", started.elapsed());
+    assert_eq!(synced.status.unwrap().inventory.len(), 2);
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:2");
+    assert_eq!(apps.get("shop").await.unwrap().spec.image, "shop:1");
+
+    // Drift: an edit by hand is put back at the next sync.
+    apps.patch(
+        "notes",
+        &PatchParams::apply("someone").force(),
+        &Patch::Apply(serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+            "spec": {"image": "hand-edited:9", "port": 8080},
+        })),
+    )
+    .await
+    .unwrap();
+    eventually("the hand edit to be put back", WAIT, || async {
+        (apps.get("notes").await.ok()?.spec.image == "notes:2").then_some(())
+    })
+    .await;
+
+    // Removal prunes.
+    work.remove("deploy/more").unwrap();
+    let third = work.commit_and_push("chore: no shop").unwrap();
+    let synced = applied_commit(&env, "apps", &third).await;
+    assert_eq!(synced.status.unwrap().inventory.len(), 1);
+    eventually("shop to be pruned", WAIT, || gone_or_going(&apps, "shop")).await;
+    assert!(apps.get_opt("notes").await.unwrap().is_some());
+    let events = events_of(&env, "apps").await;
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("Applied")
+            && e.message.as_deref().unwrap_or_default().contains("pruned")),
+        "an Applied Event names what was pruned: {:?}",
+        events.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_commit_applies_nothing_and_the_previous_one_stays() {
+    let env = env("gitops-bad").await;
+    env.git
+        .create("apps", &[("deploy/notes.yaml", &app_yaml("notes", "notes:1"))])
+        .unwrap();
+    let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
+    let first = work.head().unwrap();
+    source(&env, "apps", "apps", serde_json::json!({})).await;
+    applied_commit(&env, "apps", &first).await;
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+
+    // Ten files, one of them refused by the apiserver's schema.
+    for i in 0..10 {
+        work.write(
+            &format!("deploy/app-{i}.yaml"),
+            &app_yaml(&format!("app-{i}"), "x:1"),
+        )
+        .unwrap();
+    }
+    work.write(
+        "deploy/app-7.yaml",
+        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: app-7\nspec:\n  image: x:1\n  port: 8080\n  replicas: -3\n",
+    )
+    .unwrap();
+    work.write("deploy/notes.yaml", &app_yaml("notes", "notes:2"))
+        .unwrap();
+    let bad = work.commit_and_push("feat: ten apps, one broken").unwrap();
+    let stalled = condition(&env, "apps", "Stalled", "True", Some("DryRunFailed")).await;
+    let text = message(&stalled, "Stalled");
+    assert!(
+        text.contains("deploy/app-7.yaml:1"),
+        "names the file and line: {text}"
+    );
+    assert!(
+        text.contains("replicas"),
+        "carries the apiserver's message: {text}"
+    );
+    assert!(
+        text.contains(&format!("commit {} stays applied", &first[..12])),
+        "{text}"
+    );
+    let status = stalled.status.unwrap();
+    assert_eq!(status.last_applied_commit.as_deref(), Some(first.as_str()));
+    assert_eq!(status.last_attempted_commit.as_deref(), Some(bad.as_str()));
+    assert_eq!(status.inventory.len(), 1);
+    for i in 0..10 {
+        assert!(
+            apps.get_opt(&format!("app-{i}")).await.unwrap().is_none(),
+            "app-{i} was applied"
+        );
+    }
+    assert_eq!(
+        apps.get("notes").await.unwrap().spec.image,
+        "notes:1",
+        "nothing of the commit"
+    );
+    eventually("a Warning Event with the reason", WAIT, || async {
+        events_of(&env, "apps")
+            .await
+            .iter()
+            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("DryRunFailed"))
+            .then_some(())
+    })
+    .await;
+
+    // A kind a repository may not hold refuses the commit too.
+    work.remove("deploy/app-7.yaml").unwrap();
+    work.write(
+        "deploy/zz-secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: leaked\nstringData:\n  a: b\n",
+    )
+    .unwrap();
+    work.commit_and_push("chore: a secret").unwrap();
+    let stalled = condition(&env, "apps", "Stalled", "True", Some("KindNotAllowed")).await;
+    assert!(message(&stalled, "Stalled").contains("deploy/zz-secret.yaml:1: Secret (v1)"));
+
+    // A path that is gone, and one that holds no manifests, never prune
+    // everything unless that is allowed.
+    work.remove("deploy").unwrap();
+    work.write("README.md", "moved elsewhere\n").unwrap();
+    work.commit_and_push("chore: move the manifests").unwrap();
+    let stalled = condition(&env, "apps", "Stalled", "True", Some("PathNotFound")).await;
+    assert!(
+        message(&stalled, "Stalled").contains("there is no directory deploy/"),
+        "{}",
+        message(&stalled, "Stalled")
+    );
+    work.write("deploy/README.md", "manifests come back soon\n")
+        .unwrap();
+    work.commit_and_push("docs: placeholder").unwrap();
+    let stalled = condition(&env, "apps", "Stalled", "True", Some("EmptySource")).await;
+    assert!(
+        message(&stalled, "Stalled").contains("set spec.allowEmpty"),
+        "{}",
+        message(&stalled, "Stalled")
+    );
+    assert!(
+        apps.get_opt("notes").await.unwrap().is_some(),
+        "nothing was pruned"
+    );
+
+    // The fix is applied.
+    work.write("deploy/notes.yaml", &app_yaml("notes", "notes:3"))
+        .unwrap();
+    let fixed = work.commit_and_push("fix: notes 3").unwrap();
+    applied_commit(&env, "apps", &fixed).await;
+    condition(&env, "apps", "Ready", "True", None).await;
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:3");
+}
+
+#[tokio::test]
+async fn a_second_source_cannot_take_over_and_a_remote_that_is_down_prunes_nothing() {
+    let env = env("gitops-owner").await;
+    let files = [("deploy/notes.yaml", app_yaml("notes", "notes:1"))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    env.git.create("first", &files).unwrap();
+    env.git.create("second", &files).unwrap();
+    source(&env, "first", "first", serde_json::json!({})).await;
+    condition(&env, "first", "Ready", "True", None).await;
+    source(&env, "second", "second", serde_json::json!({})).await;
+    let stalled = condition(&env, "second", "Stalled", "True", Some("OwnershipConflict")).await;
+    let text = message(&stalled, "Stalled");
+    assert!(
+        text.contains(&format!("belongs to another GitSource ({}/first)", env.ns.name())),
+        "{text}"
+    );
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    let notes = apps.get("notes").await.unwrap();
+    assert_eq!(
+        notes.annotations()[GIT_SOURCE_ANNOTATION],
+        format!("{}/first", env.ns.name())
+    );
+
+    // The remote goes away: the source reports it and retries; nothing is pruned.
+    let Env { git, client, ns, .. } = env;
+    drop(git);
+    let api: Api<GitSource> = Api::namespaced(client.clone(), ns.name());
+    let failed = eventually("FetchFailed", WAIT, || async {
+        let source = api.get("first").await.ok()?;
+        let c = source
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?
+            .clone();
+        (c.reason == "FetchFailed").then_some(source)
+    })
+    .await;
+    let reconciling = failed
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Reconciling")
+        .unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "ProgressingWithRetry")
+    );
+    assert_eq!(failed.status.unwrap().inventory.len(), 1, "the inventory is kept");
+    assert!(
+        apps.get_opt("notes").await.unwrap().is_some(),
+        "nothing was pruned"
+    );
+}

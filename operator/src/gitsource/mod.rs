@@ -1,0 +1,388 @@
+//! The GitSource controller: what people merged into the protected branch of
+//! a repository is what runs, and nothing else.
+//!
+//! ```text
+//!  GitSource ──▶ credentials (Secret) ─▶ fetch::fetch_head (git2, only refs/heads/<branch>)
+//!                  ─▶ fetch::read_manifests ─▶ manifests::parse (pure: kinds, namespaces)
+//!                  ─▶ sync::dry_run (all or nothing) ─▶ sync::apply ─▶ sync::prune
+//!                  ─▶ status (pure conditions + inventory) ─▶ Events
+//! ```
+//!
+//! A sync runs when the GitSource changes, when the push webhook asks for it
+//! and every `spec.interval` (which also puts back what was edited by hand).
+//! A refused commit stalls the source and leaves the previous commit
+//! applied; a failure that may pass is retried with backoff and prunes
+//! nothing.
+
+pub mod fetch;
+pub mod manifests;
+pub mod status;
+pub mod sync;
+mod timeouts;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::events::Recorder;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+use winky_crds::GitSource;
+use winky_crds::gitsource::InventoryEntry;
+
+use self::fetch::{Credentials, FetchError};
+use self::manifests::SourceRef;
+use self::status::{Outcome, short};
+use crate::apply::apply_status;
+use crate::context::Backoffs;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::metrics::Metrics;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "gitsource";
+
+/// Shared state of the GitSource controller.
+pub struct GitSourceContext {
+    /// API client.
+    pub client: Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where the bare cache repositories live, one per GitSource.
+    pub cache_dir: PathBuf,
+    /// Retry delays of failing sources.
+    pub backoffs: Backoffs,
+}
+
+impl std::fmt::Debug for GitSourceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitSourceContext")
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(source: &GitSource) -> String {
+    format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any())
+}
+
+/// What a sync did, for status, Events and the next wake-up.
+struct Synced {
+    outcome: Outcome,
+    /// The commit fetched in this sync, when the head had moved.
+    fetched: Option<String>,
+}
+
+/// Reconciles one GitSource: one sync.
+#[instrument(skip(source, ctx), fields(gitsource = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
+pub async fn reconcile(source: Arc<GitSource>, ctx: Arc<GitSourceContext>) -> Result<Action> {
+    let started = Instant::now();
+    if source.meta().deletion_timestamp.is_some() {
+        // What it applied stays: deleting a source must not delete the apps.
+        return Ok(Action::await_change());
+    }
+    let synced = sync(&source, &ctx).await;
+    let old = source.status.clone().unwrap_or_default();
+    let new = status::desired_status(
+        &source,
+        &synced.outcome,
+        synced.fetched.as_deref(),
+        Timestamp::now(),
+    );
+    if new != old {
+        apply_status(&ctx.client, source.as_ref(), &new).await?;
+    }
+    let pruned = match &synced.outcome {
+        Outcome::Applied { pruned, .. } => pruned.as_slice(),
+        _ => &[],
+    };
+    events::publish(
+        &ctx.recorder,
+        &source.object_ref(&()),
+        status::events(&old, &new, pruned),
+    )
+    .await;
+
+    let key = key(&source);
+    let (result, action) = match &synced.outcome {
+        Outcome::Suspended => ("suspended", Action::await_change()),
+        Outcome::Applied { .. } => {
+            ctx.backoffs.reset(&key);
+            ("success", Action::requeue(interval(&source)))
+        }
+        // A new commit may come without a webhook: keep looking.
+        Outcome::Refused { .. } => {
+            ctx.backoffs.reset(&key);
+            ("invalid", Action::requeue(interval(&source)))
+        }
+        Outcome::Failed { reason, .. } => {
+            ctx.metrics.failed(CONTROLLER, category(reason));
+            let delay = ctx.backoffs.next(&key).min(interval(&source));
+            ("error", Action::requeue(delay))
+        }
+    };
+    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
+    Ok(action)
+}
+
+/// Requeues a failed status write with exponential backoff and jitter.
+pub fn error_policy(source: Arc<GitSource>, error: &Error, ctx: Arc<GitSourceContext>) -> Action {
+    ctx.metrics.failed(CONTROLLER, error.category());
+    let delay = ctx.backoffs.next(&key(&source));
+    warn!(gitsource = %source.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// A low-cardinality metric label for a failure reason.
+fn category(reason: &str) -> &'static str {
+    match reason {
+        "FetchFailed" | "BranchNotFound" | "CacheFailed" => "fetch",
+        "CredentialsFailed" => "credentials",
+        _ => "apply",
+    }
+}
+
+/// `spec.interval`, or one minute when it cannot be read (the schema's
+/// pattern makes that impossible for anything the apiserver admitted).
+pub fn interval(source: &GitSource) -> Duration {
+    parse_duration(&source.spec.interval).unwrap_or(Duration::from_secs(60))
+}
+
+/// `1m`, `30s`, `1h30m`, `500ms`, `1.5h` as a Duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+            .into_iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .map(|(u, f)| (f, u.len()))?;
+        total += value * unit;
+        rest = &rest[len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+async fn sync(source: &GitSource, ctx: &GitSourceContext) -> Synced {
+    let failed = |reason: &'static str, message: String, commit: Option<String>| Outcome::Failed {
+        commit,
+        reason,
+        message,
+    };
+    let refused = |reason: &'static str, message: String, commit: Option<String>| Outcome::Refused {
+        commit,
+        reason,
+        message,
+    };
+    let mut synced = Synced {
+        outcome: Outcome::Suspended,
+        fetched: None,
+    };
+    if source.spec.suspend {
+        return synced;
+    }
+    let (namespace, name) = (source.namespace().unwrap_or_default(), source.name_any());
+
+    let credentials = match credentials(source, &ctx.client).await {
+        Ok(c) => c,
+        Err(CredentialsError::Unsupported(message)) => {
+            synced.outcome = refused("CredentialsUnsupported", message, None);
+            return synced;
+        }
+        Err(CredentialsError::Unreadable(message)) => {
+            synced.outcome = failed("CredentialsFailed", message, None);
+            return synced;
+        }
+    };
+
+    // git2 blocks: fetch and read on the blocking pool.
+    let cache = ctx
+        .cache_dir
+        .join(&namespace)
+        .join(format!("{name}-{}", source.uid().unwrap_or_default()));
+    let (url, branch, path) = (
+        source.spec.url.clone(),
+        source.spec.branch.clone(),
+        source.spec.path.clone(),
+    );
+    let fetch_started = Instant::now();
+    let fetched = tokio::task::spawn_blocking(move || {
+        let head = fetch::fetch_head(&cache, &url, &branch, credentials.as_ref())?;
+        let files = fetch::read_manifests(&cache, &head.commit, &path)?;
+        Ok::<_, FetchError>((head, files))
+    })
+    .await;
+    ctx.metrics.git_fetched(fetch_started.elapsed());
+    let (head, files) = match fetched {
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(e @ FetchError::Read { .. })) => {
+            synced.outcome = refused(e.reason(), e.to_string(), None);
+            return synced;
+        }
+        Ok(Err(e)) => {
+            synced.outcome = failed(e.reason(), e.to_string(), None);
+            return synced;
+        }
+        Err(panicked) => {
+            synced.outcome = failed(
+                "FetchFailed",
+                format!("the fetch did not finish: {panicked}"),
+                None,
+            );
+            return synced;
+        }
+    };
+    if head.fetched {
+        info!(commit = short(&head.commit), "fetched");
+        synced.fetched = Some(head.commit.clone());
+    }
+    let commit = Some(head.commit.clone());
+
+    let source_ref = SourceRef {
+        namespace: &namespace,
+        name: &name,
+        commit: &head.commit,
+    };
+    let manifests = match manifests::parse(&files, &source_ref) {
+        Ok(m) => m,
+        Err(invalid) => {
+            synced.outcome = refused(invalid.reason(), invalid.to_string(), commit);
+            return synced;
+        }
+    };
+    let previous: Vec<InventoryEntry> = source
+        .status
+        .as_ref()
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    if manifests.is_empty() && !previous.is_empty() && !source.spec.allow_empty {
+        let message = format!(
+            "no manifests under {} — pruning would delete all {} objects this source applied; \
+             set spec.allowEmpty to allow that",
+            source.spec.path,
+            previous.len()
+        );
+        synced.outcome = refused("EmptySource", message, commit);
+        return synced;
+    }
+
+    let apply_started = Instant::now();
+    let applied = async {
+        sync::dry_run(&ctx.client, &manifests, &source_ref).await?;
+        sync::apply(&ctx.client, &manifests, &source_ref).await?;
+        let inventory: Vec<InventoryEntry> = {
+            let mut entries: Vec<InventoryEntry> = manifests.iter().map(|m| m.entry()).collect();
+            entries.sort();
+            entries
+        };
+        let stale: Vec<InventoryEntry> = previous
+            .iter()
+            .filter(|e| !inventory.contains(e))
+            .cloned()
+            .collect();
+        let pruned = if source.spec.prune {
+            sync::prune(&ctx.client, &stale, &source_ref).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, sync::SyncError>((inventory, pruned))
+    }
+    .await;
+    ctx.metrics.git_synced(apply_started.elapsed());
+    synced.outcome = match applied {
+        Ok((inventory, pruned)) => {
+            if !pruned.is_empty() {
+                info!(pruned = pruned.len(), "pruned what left the repository");
+            }
+            ctx.metrics.git_applied(&namespace, &name, Timestamp::now());
+            Outcome::Applied {
+                commit: head.commit,
+                inventory,
+                pruned,
+            }
+        }
+        Err(e) if e.is_transient() => failed(e.reason(), e.to_string(), commit),
+        Err(e) => refused(e.reason(), e.to_string(), commit),
+    };
+    synced
+}
+
+enum CredentialsError {
+    /// The spec asks for credentials the operator cannot use.
+    Unsupported(String),
+    /// The Secret could not be read (yet).
+    Unreadable(String),
+}
+
+/// The HTTPS credentials `spec.credentials` names, read from its Secret.
+async fn credentials(source: &GitSource, client: &Client) -> Result<Option<Credentials>, CredentialsError> {
+    let Some(spec) = &source.spec.credentials else {
+        return Ok(None);
+    };
+    let Some(secret_ref) = &spec.secret_ref else {
+        return Err(CredentialsError::Unsupported(
+            "credentials from Vault are not supported yet: use spec.credentials.secretRef".into(),
+        ));
+    };
+    let namespace = source.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(&secret_ref.name)
+        .await
+        .map_err(|e| {
+            CredentialsError::Unreadable(format!("reading Secret {namespace}/{}: {e}", secret_ref.name))
+        })?
+        .ok_or_else(|| {
+            CredentialsError::Unreadable(format!("Secret {namespace}/{} does not exist", secret_ref.name))
+        })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key).map(|v| {
+            String::from_utf8_lossy(&v.0)
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        })
+    };
+    match (text("username"), text("password"), data.contains_key("identity")) {
+        (username, Some(password), _) => Ok(Some(Credentials {
+            username: username.unwrap_or_else(|| "x-access-token".into()),
+            password,
+        })),
+        (_, None, true) => Err(CredentialsError::Unsupported(format!(
+            "Secret {namespace}/{} holds an SSH identity; only HTTPS credentials (username and password or token) are supported yet",
+            secret_ref.name
+        ))),
+        (_, None, false) => Err(CredentialsError::Unsupported(format!(
+            "Secret {namespace}/{} has no `password` key (username and password, or a token as password)",
+            secret_ref.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_the_schema_allows() {
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+}
