@@ -23,6 +23,7 @@ mod operator;
 mod process;
 pub mod vault;
 mod wait;
+pub mod webhook;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
 pub use objects::{apply_json, gone_or_going};

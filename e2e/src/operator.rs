@@ -37,19 +37,30 @@ impl InProcessOperator {
         identity: &str,
         engine: Option<PathBuf>,
     ) -> Self {
+        Self::start_with(client, namespace, identity, |options| options.engine = engine)
+    }
+
+    /// Like [`InProcessOperator::start`], with `configure` changing the options first.
+    pub fn start_with(
+        client: Client,
+        namespace: &str,
+        identity: &str,
+        configure: impl FnOnce(&mut Options),
+    ) -> Self {
         let health = Arc::new(Health::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let options = Options {
+        let mut options = Options {
             namespace: Some(namespace.to_string()),
             concurrency: 4,
             settings: Default::default(),
             leader: Some(LeaderConfig::new(namespace, identity)),
             identity: identity.to_string(),
-            engine,
+            engine: None,
             emulator_concurrency: 2,
-            git_cache_dir: std::env::temp_dir().join(format!("winky-e2e-git-{namespace}-{identity}")),
+            git_cache_dir: workspace_root().join(format!("target/e2e/git-cache/{namespace}-{identity}")),
             webhook_addr: None,
         };
+        configure(&mut options);
         let task = tokio::spawn(run(client, options, health.clone(), async move {
             let _ = stopped.await;
         }));

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod rule;
 pub mod run;
 pub mod triggers;
+pub mod webhook;
 pub mod workload;
 
 /// The field manager of every server-side apply the operator makes.

@@ -33,6 +33,7 @@ use crate::leader::{self, LeaderConfig};
 use crate::listed::{Listed, cache};
 use crate::metrics::Metrics;
 use crate::rule::{self, RuleContext};
+use crate::webhook::{self, KubeSources, Webhooks};
 use crate::{MANAGED_BY, app};
 
 /// How long running reconciles get to finish at shutdown.
@@ -542,17 +543,43 @@ async fn gitsource_controller(
     // webhook asks for a sync through `syncs`.
     let (sources, source_events) =
         spec_reflected(scoped::<GitSource>(&client, ns), watcher::Config::default());
-    let (_syncs, requested) = tokio::sync::mpsc::channel::<ObjectRef<GitSource>>(256);
+    // Room for a queued sync per GitSource of a large installation: a full
+    // channel only drops requests for sources that already have one queued.
+    let (syncs, requested) = tokio::sync::mpsc::channel::<ObjectRef<GitSource>>(1024);
     let requested = futures::stream::unfold(
         requested,
         |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
     );
+    let recorder = recorder(&client, &options);
+
+    // The webhook receiver runs with the controller (on the leader) and stops with it.
+    let _webhooks = options.webhook_addr.map(|addr| {
+        let (deliveries, received) = tokio::sync::mpsc::channel(256);
+        let hooks = Webhooks::new(
+            KubeSources {
+                sources: sources.clone(),
+                client: client.clone(),
+            },
+            syncs.clone(),
+            deliveries,
+            health.metrics.clone(),
+        );
+        info!(%addr, "serving the GitHub webhook receiver on /hooks/github/{{namespace}}/{{name}}");
+        let server = tokio::spawn(async move {
+            if let Err(e) = webhook::serve(addr, webhook::router(Arc::new(hooks))).await {
+                warn!(%addr, error = %e, "the webhook receiver stopped");
+            }
+        });
+        let recorded = tokio::spawn(record_deliveries(received, recorder.clone()));
+        AbortOnDrop(vec![server, recorded])
+    });
+
     let controller = Controller::for_stream(source_events, sources)
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .reconcile_on(requested)
         .graceful_shutdown_on(stop);
     let ctx = Arc::new(GitSourceContext {
-        recorder: recorder(&client, &options),
+        recorder,
         client,
         metrics: health.metrics.clone(),
         cache_dir: options.git_cache_dir.clone(),
@@ -560,6 +587,50 @@ async fn gitsource_controller(
     });
     let results = controller.run(gitsource::reconcile, gitsource::error_policy, ctx);
     drive(gitsource::CONTROLLER, &health.metrics, results).await;
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Pull-request, review and comment deliveries are verified and recorded as
+/// Events on their GitSource: the audit trail promotions will act on.
+async fn record_deliveries(mut received: tokio::sync::mpsc::Receiver<webhook::Delivery>, recorder: Recorder) {
+    while let Some(delivery) = received.recv().await {
+        let subject = match delivery.pull_request {
+            Some(n) => format!(" on #{n}"),
+            None => String::new(),
+        };
+        let note = format!(
+            "{} {} by {}{subject} (delivery {})",
+            delivery.event,
+            delivery.action.as_deref().unwrap_or("received"),
+            delivery.sender.as_deref().unwrap_or("unknown"),
+            delivery.id
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(GitSource::api_version(&()).into()),
+            kind: Some(GitSource::kind(&()).into()),
+            namespace: delivery.source.namespace.clone(),
+            name: Some(delivery.source.name.clone()),
+            ..Default::default()
+        };
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Normal,
+            reason: "WebhookReceived".into(),
+            note: Some(crate::events::truncate(&note, 1000)),
+            action: "Receive".into(),
+            secondary: None,
+        };
+        crate::events::publish(&recorder, &reference, vec![event]).await;
+    }
 }
 
 #[cfg(test)]
