@@ -14,6 +14,7 @@
 //! `metav1.Condition` bookkeeping, [`leader`] Lease-based leader election,
 //! [`metrics`] and [`http`] the operational endpoints.
 
+pub mod agents;
 pub mod app;
 pub mod apply;
 pub mod cli;
@@ -23,11 +24,13 @@ pub mod emulate;
 pub mod error;
 pub mod events;
 pub mod function;
+pub mod github;
 pub mod gitsource;
 pub mod http;
 pub mod leader;
 pub mod listed;
 pub mod metrics;
+pub mod pulls;
 pub mod rule;
 pub mod run;
 pub mod triggers;

@@ -32,6 +32,7 @@ use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::listed::{Listed, cache};
 use crate::metrics::Metrics;
+use crate::pulls::{self, PullRequests};
 use crate::rule::{self, RuleContext};
 use crate::webhook::{self, KubeSources, Webhooks};
 use crate::{MANAGED_BY, app};
@@ -543,6 +544,12 @@ async fn gitsource_controller(
     // webhook asks for a sync through `syncs`.
     let (sources, source_events) =
         spec_reflected(scoped::<GitSource>(&client, ns), watcher::Config::default());
+    // Who the agents are, for the provenance of commits and the agents'
+    // pull requests; a policy change needs no new sync.
+    let (policies, policy_events) = reflected(
+        Api::<PromotionPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    );
     // Room for a queued sync per GitSource of a large installation: a full
     // channel only drops requests for sources that already have one queued.
     let (syncs, requested) = tokio::sync::mpsc::channel::<ObjectRef<GitSource>>(1024);
@@ -570,13 +577,25 @@ async fn gitsource_controller(
                 warn!(%addr, error = %e, "the webhook receiver stopped");
             }
         });
-        let recorded = tokio::spawn(record_deliveries(received, recorder.clone()));
+        let recorded = tokio::spawn(pulls::handle(
+            received,
+            PullRequests {
+                client: client.clone(),
+                recorder: recorder.clone(),
+                sources: sources.clone(),
+                policies: policies.clone(),
+                metrics: health.metrics.clone(),
+            },
+        ));
         AbortOnDrop(vec![server, recorded])
     });
 
     let controller = Controller::for_stream(source_events, sources)
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .reconcile_on(requested)
+        .watches_stream(policy_events, |_: PromotionPolicy| {
+            Vec::<ObjectRef<GitSource>>::new()
+        })
         .graceful_shutdown_on(stop);
     let ctx = Arc::new(GitSourceContext {
         recorder,
@@ -584,6 +603,8 @@ async fn gitsource_controller(
         metrics: health.metrics.clone(),
         cache_dir: options.git_cache_dir.clone(),
         backoffs: Backoffs::default(),
+        listed: Listed::of([cache(&policies)]),
+        policies,
     });
     let results = controller.run(gitsource::reconcile, gitsource::error_policy, ctx);
     drive(gitsource::CONTROLLER, &health.metrics, results).await;
@@ -597,39 +618,6 @@ impl Drop for AbortOnDrop {
         for task in &self.0 {
             task.abort();
         }
-    }
-}
-
-/// Pull-request, review and comment deliveries are verified and recorded as
-/// Events on their GitSource: the audit trail promotions will act on.
-async fn record_deliveries(mut received: tokio::sync::mpsc::Receiver<webhook::Delivery>, recorder: Recorder) {
-    while let Some(delivery) = received.recv().await {
-        let subject = match delivery.pull_request {
-            Some(n) => format!(" on #{n}"),
-            None => String::new(),
-        };
-        let note = format!(
-            "{} {} by {}{subject} (delivery {})",
-            delivery.event,
-            delivery.action.as_deref().unwrap_or("received"),
-            delivery.sender.as_deref().unwrap_or("unknown"),
-            delivery.id
-        );
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some(GitSource::api_version(&()).into()),
-            kind: Some(GitSource::kind(&()).into()),
-            namespace: delivery.source.namespace.clone(),
-            name: Some(delivery.source.name.clone()),
-            ..Default::default()
-        };
-        let event = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Normal,
-            reason: "WebhookReceived".into(),
-            note: Some(crate::events::truncate(&note, 1000)),
-            action: "Receive".into(),
-            secondary: None,
-        };
-        crate::events::publish(&recorder, &reference, vec![event]).await;
     }
 }
 

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //!  GitSource ──▶ credentials (Secret) ─▶ fetch::fetch_head (git2, only refs/heads/<branch>)
+//!                  ─▶ with spec.github, a new commit must come from a pull request a
+//!                     person merged (agents::provenance)
 //!                  ─▶ fetch::read_manifests ─▶ manifests::parse (pure: kinds, namespaces)
 //!                  ─▶ sync::dry_run (all or nothing) ─▶ sync::apply ─▶ sync::prune
 //!                  ─▶ status (pure conditions + inventory) ─▶ Events
+//!                  ─▶ with spec.github, commit status `winky/sync` on the commit
 //! ```
 //!
 //! A sync runs when the GitSource changes, when the push webhook asks for it
@@ -24,22 +27,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::events::Recorder;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
+use octocrab::models::StatusState;
 use tracing::{info, instrument, warn};
-use winky_crds::GitSource;
 use winky_crds::gitsource::InventoryEntry;
+use winky_crds::{GitSource, PromotionPolicy};
 
 use self::fetch::{Credentials, FetchError};
 use self::manifests::SourceRef;
 use self::status::{Outcome, short};
+use crate::agents::{self, AgentRules};
 use crate::apply::apply_status;
 use crate::context::Backoffs;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::events::Recorder;
+use crate::github::GitHub;
 use crate::metrics::Metrics;
 
 /// Name of this controller in metrics and logs.
@@ -57,6 +64,10 @@ pub struct GitSourceContext {
     pub cache_dir: PathBuf,
     /// Retry delays of failing sources.
     pub backoffs: Backoffs,
+    /// Every PromotionPolicy: who the agents are.
+    pub policies: Store<PromotionPolicy>,
+    /// Resolves once the caches above have listed.
+    pub listed: crate::listed::Listed,
 }
 
 impl std::fmt::Debug for GitSourceContext {
@@ -86,7 +97,24 @@ pub async fn reconcile(source: Arc<GitSource>, ctx: Arc<GitSourceContext>) -> Re
         // What it applied stays: deleting a source must not delete the apps.
         return Ok(Action::await_change());
     }
-    let synced = sync(&source, &ctx).await;
+    ctx.listed.wait().await;
+    let namespace = source.namespace().unwrap_or_default();
+    let github = match &source.spec.github {
+        Some(spec) => Some(GitHub::connect(&ctx.client, &namespace, spec).await),
+        None => None,
+    };
+    let synced = match &github {
+        Some(Err(e)) => Synced {
+            outcome: Outcome::Failed {
+                commit: None,
+                reason: "GitHubUnavailable",
+                message: format!("{e}: no new commit is applied until GitHub can say who merged it"),
+            },
+            fetched: None,
+        },
+        Some(Ok(github)) => sync(&source, &ctx, Some(github)).await,
+        None => sync(&source, &ctx, None).await,
+    };
     let old = source.status.clone().unwrap_or_default();
     let new = status::desired_status(
         &source,
@@ -96,6 +124,9 @@ pub async fn reconcile(source: Arc<GitSource>, ctx: Arc<GitSourceContext>) -> Re
     );
     if new != old {
         apply_status(&ctx.client, source.as_ref(), &new).await?;
+    }
+    if let Some(Ok(github)) = &github {
+        report_sync(github, &source, &old, &new, &synced.outcome, &ctx).await;
     }
     let pruned = match &synced.outcome {
         Outcome::Applied { pruned, .. } => pruned.as_slice(),
@@ -174,7 +205,63 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
-async fn sync(source: &GitSource, ctx: &GitSourceContext) -> Synced {
+/// Sets the commit status `winky/sync` when a commit's outcome is new: applied
+/// (success) or refused (failure, with the reason). A status GitHub refuses
+/// is a Warning Event: it is what reviewers look at.
+async fn report_sync(
+    github: &GitHub,
+    source: &GitSource,
+    old: &winky_crds::GitSourceStatus,
+    new: &winky_crds::GitSourceStatus,
+    outcome: &Outcome,
+    ctx: &GitSourceContext,
+) {
+    let (commit, state, description) = match outcome {
+        Outcome::Applied {
+            commit,
+            inventory,
+            pruned,
+        } => (
+            commit,
+            StatusState::Success,
+            format!(
+                "applied to the cluster: {} objects, {} pruned",
+                inventory.len(),
+                pruned.len()
+            ),
+        ),
+        Outcome::Refused {
+            commit: Some(commit),
+            reason,
+            message,
+        } => (commit, StatusState::Failure, format!("{reason}: {message}")),
+        _ => return,
+    };
+    let ready = |s: &winky_crds::GitSourceStatus| {
+        crate::conditions::find(&s.conditions, crate::conditions::READY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    if old.last_attempted_commit.as_deref() == Some(commit.as_str()) && ready(old) == ready(new) {
+        return;
+    }
+    if let Err(e) = github.set_status(commit, "winky/sync", state, &description).await {
+        warn!(error = %e, "setting winky/sync");
+        ctx.metrics.failed(CONTROLLER, "github");
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: "GitHubStatusFailed".into(),
+            note: Some(events::truncate(
+                &format!("winky/sync on {}: {e}", short(commit)),
+                1000,
+            )),
+            action: "Report".into(),
+            secondary: None,
+        };
+        events::publish(&ctx.recorder, &source.object_ref(&()), vec![event]).await;
+    }
+}
+
+async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub>) -> Synced {
     let failed = |reason: &'static str, message: String, commit: Option<String>| Outcome::Failed {
         commit,
         reason,
@@ -248,6 +335,29 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext) -> Synced {
         synced.fetched = Some(head.commit.clone());
     }
     let commit = Some(head.commit.clone());
+
+    // Only what a person merged through a pull request reaches the cluster.
+    // A commit applied before was checked then.
+    let applied_before = source
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_commit.as_deref());
+    if let Some(github) = github
+        && applied_before != Some(head.commit.as_str())
+    {
+        let merged = match github.merged_pull(&head.commit).await {
+            Ok(merged) => merged,
+            Err(e) => {
+                synced.outcome = failed("GitHubUnavailable", e.to_string(), commit);
+                return synced;
+            }
+        };
+        let rules = AgentRules::of(ctx.policies.state().iter().map(|p| p.as_ref()));
+        if let Err(refusal) = agents::provenance(&head.commit, merged.as_ref(), &rules) {
+            synced.outcome = refused(refusal.reason, refusal.message, commit);
+            return synced;
+        }
+    }
 
     let source_ref = SourceRef {
         namespace: &namespace,

@@ -86,6 +86,9 @@ pub struct Delivery {
     pub author: Option<String>,
     /// Head branch of the pull request (not sent with comments).
     pub head_ref: Option<String>,
+    /// Base branch of the pull request: where it wants to merge (not sent
+    /// with comments).
+    pub base_ref: Option<String>,
     /// Head commit of the pull request, or the commit a review is about
     /// (not sent with comments).
     pub head_sha: Option<String>,
@@ -139,6 +142,7 @@ pub fn parse(
         pull_request: None,
         author: None,
         head_ref: None,
+        base_ref: None,
         head_sha: None,
         body: None,
         review_state: None,
@@ -153,6 +157,7 @@ pub fn parse(
             delivery.pull_request = Some(payload.number);
             delivery.author = pr.user.map(|u| u.login);
             delivery.head_ref = Some(pr.head.ref_field);
+            delivery.base_ref = Some(pr.base.ref_field);
             delivery.head_sha = Some(pr.head.sha);
             delivery.url = pr.html_url.map(String::from);
         }
@@ -170,6 +175,7 @@ pub fn parse(
             delivery.pull_request = Some(pr.number);
             delivery.author = pr.user.map(|u| u.login);
             delivery.head_ref = Some(pr.head.ref_field);
+            delivery.base_ref = Some(pr.base.ref_field);
             delivery.head_sha = review.commit_id.or(Some(pr.head.sha));
             delivery.body = review.body;
             delivery.review_state = review.state.as_ref().and_then(name).map(|s| s.to_lowercase());

@@ -48,7 +48,7 @@ pub use self::event::{DELIVERY_HEADER, Delivery, EVENT_HEADER, Kind};
 use self::rate::RateLimits;
 use self::replay::Replays;
 pub use self::signature::SIGNATURE_HEADER;
-pub use self::sources::{KubeSources, SecretError, Sources, WebhookSecret};
+pub use self::sources::{KubeSources, SecretError, SecretValue, Sources, read_secret_key};
 use crate::metrics::Metrics;
 
 /// Largest body accepted. GitHub caps payloads at 25 MB, but push, pull

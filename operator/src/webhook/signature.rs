@@ -3,7 +3,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::sources::WebhookSecret;
+use super::sources::SecretValue;
 
 /// The header GitHub puts the signature in.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -32,7 +32,7 @@ impl SignatureError {
 
 /// Checks `header` (the value of `X-Hub-Signature-256`) against the HMAC of
 /// `body` under `secret`, in constant time (`Mac::verify_slice`).
-pub fn verify(secret: &WebhookSecret, header: &[u8], body: &[u8]) -> Result<(), SignatureError> {
+pub fn verify(secret: &SecretValue, header: &[u8], body: &[u8]) -> Result<(), SignatureError> {
     let hex = header.strip_prefix(b"sha256=").ok_or(SignatureError::Malformed)?;
     let expected = decode_hex(hex).ok_or(SignatureError::Malformed)?;
     // HMAC takes keys of any length; the error cannot happen, but is not
@@ -88,8 +88,8 @@ fn decode_hex(hex: &[u8]) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
-    fn secret(s: &str) -> WebhookSecret {
-        WebhookSecret::new(s.as_bytes().to_vec())
+    fn secret(s: &str) -> SecretValue {
+        SecretValue::new(s.as_bytes().to_vec())
     }
 
     #[test]

@@ -14,12 +14,13 @@ use thiserror::Error;
 use winky_crds::GitSource;
 use winky_crds::common::SecretKeyRef;
 
-/// The HMAC key a GitSource's deliveries are signed with. Its bytes never
-/// reach a log, a response or `Debug` output.
+/// A value read from a Secret: the HMAC key a GitSource's deliveries are
+/// signed with, or its GitHub token. Its bytes never reach a log, a response
+/// or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(Vec<u8>);
+pub struct SecretValue(Vec<u8>);
 
-impl WebhookSecret {
+impl SecretValue {
     /// Wraps the key, exactly as stored: no trimming, since GitHub signs with
     /// the bytes it was given and a stripped newline would break every
     /// signature just as surely as an added one.
@@ -33,9 +34,9 @@ impl WebhookSecret {
     }
 }
 
-impl fmt::Debug for WebhookSecret {
+impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
+        f.write_str("SecretValue(<redacted>)")
     }
 }
 
@@ -112,7 +113,7 @@ pub trait Sources: Send + Sync + 'static {
         &self,
         namespace: &str,
         secret: &SecretKeyRef,
-    ) -> impl Future<Output = Result<WebhookSecret, SecretError>> + Send;
+    ) -> impl Future<Output = Result<SecretValue, SecretError>> + Send;
 }
 
 /// [`Sources`] backed by the cluster: GitSources from a reflector cache, the
@@ -142,30 +143,40 @@ impl Sources for KubeSources {
         &self,
         namespace: &str,
         secret: &SecretKeyRef,
-    ) -> Result<WebhookSecret, SecretError> {
-        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
-        let found = match api.get(&secret.name).await {
-            Ok(found) => found,
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Err(SecretError::NotFound {
-                    namespace: namespace.to_owned(),
-                    name: secret.name.clone(),
-                });
-            }
-            Err(source) => {
-                return Err(SecretError::Api {
-                    namespace: namespace.to_owned(),
-                    name: secret.name.clone(),
-                    source,
-                });
-            }
-        };
-        secret_value(found, namespace, secret)
+    ) -> Result<SecretValue, SecretError> {
+        read_secret_key(&self.client, namespace, secret).await
     }
 }
 
+/// Reads `secret.key` of the Secret `secret.name` in `namespace` with one GET:
+/// the webhook secret of a delivery, the GitHub token of a GitSource.
+pub async fn read_secret_key(
+    client: &Client,
+    namespace: &str,
+    secret: &SecretKeyRef,
+) -> Result<SecretValue, SecretError> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let found = match api.get(&secret.name).await {
+        Ok(found) => found,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            return Err(SecretError::NotFound {
+                namespace: namespace.to_owned(),
+                name: secret.name.clone(),
+            });
+        }
+        Err(source) => {
+            return Err(SecretError::Api {
+                namespace: namespace.to_owned(),
+                name: secret.name.clone(),
+                source,
+            });
+        }
+    };
+    secret_value(found, namespace, secret)
+}
+
 /// `data[key]` of `found`, refusing a missing or empty value.
-fn secret_value(found: Secret, namespace: &str, secret: &SecretKeyRef) -> Result<WebhookSecret, SecretError> {
+fn secret_value(found: Secret, namespace: &str, secret: &SecretKeyRef) -> Result<SecretValue, SecretError> {
     let value = found
         .data
         .and_then(|mut data| data.remove(&secret.key))
@@ -181,7 +192,7 @@ fn secret_value(found: Secret, namespace: &str, secret: &SecretKeyRef) -> Result
             key: secret.key.clone(),
         });
     }
-    Ok(WebhookSecret::new(value.0))
+    Ok(SecretValue::new(value.0))
 }
 
 #[cfg(test)]

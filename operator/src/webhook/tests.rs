@@ -48,9 +48,9 @@ impl Sources for Fake {
         &self,
         namespace: &str,
         secret: &SecretKeyRef,
-    ) -> Result<WebhookSecret, SecretError> {
+    ) -> Result<SecretValue, SecretError> {
         if self.secret_readable {
-            Ok(WebhookSecret::new(SECRET.to_vec()))
+            Ok(SecretValue::new(SECRET.to_vec()))
         } else {
             Err(SecretError::NotFound {
                 namespace: namespace.to_owned(),

@@ -1,0 +1,225 @@
+//! GitHub, as the operator uses it through octocrab: which pull request
+//! brought a commit and who merged it, which files a pull request changes,
+//! commit statuses, and one comment per pull request that is updated rather
+//! than repeated.
+
+use std::time::Duration;
+
+use octocrab::Octocrab;
+use octocrab::models::StatusState;
+use serde::Deserialize;
+use winky_crds::gitsource::GitHubRepo;
+
+use crate::webhook::{SecretError, read_secret_key};
+
+/// Why GitHub could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// The token's Secret could not be read.
+    #[error("the GitHub token: {0}")]
+    Token(#[from] SecretError),
+    /// The client could not be built (a bad `apiUrl`).
+    #[error("the GitHub client for {api}: {message}")]
+    Client { api: String, message: String },
+    /// GitHub answered with an error or could not be reached.
+    #[error("GitHub {action}: {message}")]
+    Api { action: &'static str, message: String },
+}
+
+/// The pull request that merged a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergedPull {
+    /// Its number.
+    pub number: u64,
+    /// Who opened it.
+    pub author: String,
+    /// Who merged it, when GitHub says.
+    pub merged_by: Option<String>,
+    /// Its web address.
+    pub url: Option<String>,
+}
+
+/// A file a pull request changes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ChangedFile {
+    /// Its path (the new one for a rename).
+    pub filename: String,
+    /// `added`, `removed`, `modified`, `renamed`, …
+    pub status: String,
+    /// The old path of a renamed file.
+    #[serde(default)]
+    pub previous_filename: Option<String>,
+    /// The unified diff of the file, when GitHub sends it (not for binaries or huge diffs).
+    #[serde(default)]
+    pub patch: Option<String>,
+}
+
+/// A GitHub repository with the token of its GitSource.
+#[derive(Clone)]
+pub struct GitHub {
+    crab: Octocrab,
+    owner: String,
+    repo: String,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHub")
+            .field("owner", &self.owner)
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+fn api_error(action: &'static str) -> impl Fn(octocrab::Error) -> GitHubError {
+    move |e| GitHubError::Api {
+        action,
+        message: match &e {
+            octocrab::Error::GitHub { source, .. } => format!("{} ({})", source.message, source.status_code),
+            other => other.to_string(),
+        },
+    }
+}
+
+impl GitHub {
+    /// The repository `spec` names, with the token read from its Secret in `namespace`.
+    pub async fn connect(
+        client: &kube::Client,
+        namespace: &str,
+        spec: &GitHubRepo,
+    ) -> Result<Self, GitHubError> {
+        let token = read_secret_key(client, namespace, &spec.token_secret_ref).await?;
+        let token = String::from_utf8_lossy(token.expose()).trim().to_string();
+        let api = spec
+            .api_url
+            .clone()
+            .unwrap_or_else(|| "https://api.github.com".into());
+        let failed = |message: String| GitHubError::Client {
+            api: api.clone(),
+            message,
+        };
+        let crab = Octocrab::builder()
+            .personal_token(token)
+            .base_uri(api.as_str())
+            .map_err(|e| failed(e.to_string()))?
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Self {
+            crab,
+            owner: spec.owner.clone(),
+            repo: spec.repo.clone(),
+        })
+    }
+
+    /// `owner/repo`.
+    pub fn slug(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
+
+    /// The merged pull request whose merge commit is `sha`, if any: GitHub's
+    /// commits/{sha}/pulls, then the pull request itself for who merged it.
+    pub async fn merged_pull(&self, sha: &str) -> Result<Option<MergedPull>, GitHubError> {
+        let pulls = self
+            .crab
+            .repos(&self.owner, &self.repo)
+            .list_pulls(sha.to_string())
+            .send()
+            .await
+            .map_err(api_error("listing the pull requests of a commit"))?;
+        let Some(candidate) = pulls
+            .items
+            .into_iter()
+            .find(|p| p.merged_at.is_some() && p.merge_commit_sha.as_deref() == Some(sha))
+        else {
+            return Ok(None);
+        };
+        let pull = self
+            .crab
+            .pulls(&self.owner, &self.repo)
+            .get(candidate.number)
+            .await
+            .map_err(api_error("reading a pull request"))?;
+        Ok(Some(MergedPull {
+            number: pull.number,
+            author: pull.user.map(|u| u.login).unwrap_or_default(),
+            merged_by: pull.merged_by.map(|u| u.login),
+            url: pull.html_url.map(|u| u.to_string()),
+        }))
+    }
+
+    /// The files pull request `number` changes (the first 100; an agent's
+    /// change is small, and more than that is refused by the caller).
+    pub async fn pull_files(&self, number: u64) -> Result<Vec<ChangedFile>, GitHubError> {
+        let route = format!(
+            "/repos/{}/{}/pulls/{number}/files?per_page=100",
+            self.owner, self.repo
+        );
+        self.crab
+            .get(route, None::<&()>)
+            .await
+            .map_err(api_error("listing the files of a pull request"))
+    }
+
+    /// Sets the commit status `context` of `sha`.
+    pub async fn set_status(
+        &self,
+        sha: &str,
+        context: &str,
+        state: StatusState,
+        description: &str,
+    ) -> Result<(), GitHubError> {
+        self.crab
+            .repos(&self.owner, &self.repo)
+            .create_status(sha.to_string(), state)
+            .context(context.to_string())
+            .description(crate::events::truncate(description, 139))
+            .send()
+            .await
+            .map_err(api_error("setting a commit status"))?;
+        Ok(())
+    }
+
+    /// Writes `body` as the one comment of pull request `number` that carries
+    /// `marker`: updated when it exists, created otherwise.
+    pub async fn upsert_comment(&self, number: u64, marker: &str, body: &str) -> Result<(), GitHubError> {
+        let body = format!("{body}\n\n{marker}");
+        let comments = self
+            .crab
+            .issues(&self.owner, &self.repo)
+            .list_comments(number)
+            .per_page(100)
+            .send()
+            .await
+            .map_err(api_error("listing comments"))?;
+        let existing = comments
+            .items
+            .into_iter()
+            .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)));
+        match existing {
+            Some(comment) if comment.body.as_deref() == Some(body.as_str()) => Ok(()),
+            Some(comment) => {
+                // GitHub documents PATCH for an update (octocrab sends POST).
+                let route = format!(
+                    "/repos/{}/{}/issues/comments/{}",
+                    self.owner, self.repo, comment.id
+                );
+                let _: serde_json::Value = self
+                    .crab
+                    .patch(route, Some(&serde_json::json!({ "body": body })))
+                    .await
+                    .map_err(api_error("updating a comment"))?;
+                Ok(())
+            }
+            None => {
+                self.crab
+                    .issues(&self.owner, &self.repo)
+                    .create_comment(number, body)
+                    .await
+                    .map_err(api_error("commenting"))?;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! What the operator does with the pull-request deliveries of the webhook:
+//! every one is recorded as an Event on its GitSource (the audit trail that
+//! promotions act on); an agent's pull request is also checked against the
+//! agents' policy ([`crate::agents::check_pull`]), with the commit status
+//! `winky/policy` on its head commit — which branch protection can require —
+//! and one comment on the pull request that is updated, never repeated.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
+use octocrab::models::StatusState;
+use tokio::sync::mpsc::Receiver;
+use tracing::{info, warn};
+use winky_crds::{GitSource, PromotionPolicy};
+
+use crate::agents::{self, AgentRules, PullFacts};
+use crate::events::{self, Recorder, truncate};
+use crate::github::{GitHub, GitHubError};
+use crate::metrics::Metrics;
+use crate::webhook::Delivery;
+
+/// The commit status an agent's pull request gets.
+pub const POLICY_CONTEXT: &str = "winky/policy";
+/// Marks the operator's policy comment, so it is found and updated.
+pub const POLICY_MARKER: &str = "<!-- winky:policy -->";
+
+/// What the deliveries need.
+#[derive(Clone)]
+pub struct PullRequests {
+    /// API client (the GitHub token's Secret is read with it).
+    pub client: Client,
+    /// Publishes the Events.
+    pub recorder: Recorder,
+    /// GitSources, from the GitSource controller's cache.
+    pub sources: Store<GitSource>,
+    /// PromotionPolicies: who the agents are.
+    pub policies: Store<PromotionPolicy>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for PullRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullRequests").finish_non_exhaustive()
+    }
+}
+
+/// Handles deliveries until the webhook receiver stops.
+pub async fn handle(mut received: Receiver<Delivery>, ctx: PullRequests) {
+    while let Some(delivery) = received.recv().await {
+        let reference = reference(&delivery);
+        events::publish(&ctx.recorder, &reference, vec![received_event(&delivery)]).await;
+        let checked = matches!(
+            delivery.action.as_deref(),
+            Some("opened" | "synchronize" | "reopened" | "edited")
+        );
+        if delivery.event == "pull_request" && checked {
+            check(&delivery, &reference, &ctx).await;
+        }
+    }
+}
+
+fn reference(delivery: &Delivery) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(GitSource::api_version(&()).into()),
+        kind: Some(GitSource::kind(&()).into()),
+        namespace: delivery.source.namespace.clone(),
+        name: Some(delivery.source.name.clone()),
+        ..Default::default()
+    }
+}
+
+fn received_event(delivery: &Delivery) -> Event {
+    let subject = match delivery.pull_request {
+        Some(n) => format!(" on #{n}"),
+        None => String::new(),
+    };
+    let note = format!(
+        "{} {} by {}{subject} (delivery {})",
+        delivery.event,
+        delivery.action.as_deref().unwrap_or("received"),
+        delivery.sender.as_deref().unwrap_or("unknown"),
+        delivery.id
+    );
+    Event {
+        type_: EventType::Normal,
+        reason: "WebhookReceived".into(),
+        note: Some(truncate(&note, 1000)),
+        action: "Receive".into(),
+        secondary: None,
+    }
+}
+
+/// The verdict of the agents' policy on one pull request.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    state: StatusState,
+    description: String,
+    /// The comment, for an agent's pull request only.
+    comment: Option<String>,
+}
+
+fn verdict(facts: &PullFacts<'_>, problems: &[String], rules: &AgentRules) -> Verdict {
+    if !rules.is_agent(facts.author) {
+        return Verdict {
+            state: StatusState::Success,
+            description: format!(
+                "opened by {}, a person: the agents' policy does not apply",
+                facts.author
+            ),
+            comment: None,
+        };
+    }
+    if problems.is_empty() {
+        return Verdict {
+            state: StatusState::Success,
+            description: "the agent stayed on its branch and off the rules".into(),
+            comment: Some(format!(
+                "### ✅ Winky: the agents' policy holds\n\nThis pull request was opened by the agent `{}` from `{}` into \
+                 `{}`. It may be merged by a person; an agent's merge is never applied.",
+                facts.author, facts.head_ref, facts.base_ref
+            )),
+        };
+    }
+    let list: String = problems.iter().map(|p| format!("- {p}\n")).collect();
+    Verdict {
+        state: StatusState::Failure,
+        description: format!("{} problem(s): {}", problems.len(), problems[0]),
+        comment: Some(format!(
+            "### ❌ Winky: the agents' policy does not hold\n\nThis pull request was opened by the agent `{}` from \
+             `{}` into `{}`, and:\n\n{list}\nThe status `{POLICY_CONTEXT}` fails, so branch protection blocks the merge; \
+             and nothing an agent merges is applied.",
+            facts.author, facts.head_ref, facts.base_ref
+        )),
+    }
+}
+
+async fn check(delivery: &Delivery, reference: &ObjectReference, ctx: &PullRequests) {
+    let Some(source) = ctx.sources.get(&delivery.source) else {
+        return;
+    };
+    let (Some(spec), Some(number), Some(head_sha)) =
+        (&source.spec.github, delivery.pull_request, &delivery.head_sha)
+    else {
+        return;
+    };
+    let namespace = delivery.source.namespace.clone().unwrap_or_default();
+    let facts = PullFacts {
+        author: delivery.author.as_deref().unwrap_or_default(),
+        head_ref: delivery.head_ref.as_deref().unwrap_or_default(),
+        base_ref: delivery.base_ref.as_deref().unwrap_or_default(),
+    };
+    let rules = AgentRules::of(ctx.policies.state().iter().map(|p| p.as_ref()));
+    let result = async {
+        let github = GitHub::connect(&ctx.client, &namespace, spec).await?;
+        let files = if rules.is_agent(facts.author) {
+            github.pull_files(number).await?
+        } else {
+            Vec::new()
+        };
+        let problems = agents::check_pull(&facts, &files, &rules, &source.spec.branch);
+        let verdict = verdict(&facts, &problems, &rules);
+        github
+            .set_status(head_sha, POLICY_CONTEXT, verdict.state, &verdict.description)
+            .await?;
+        if let Some(comment) = &verdict.comment {
+            github.upsert_comment(number, POLICY_MARKER, comment).await?;
+        }
+        Ok::<_, GitHubError>((problems, verdict))
+    }
+    .await;
+    let event = match result {
+        Ok((problems, _)) if problems.is_empty() => {
+            info!(pull = number, "the agents' policy holds");
+            return;
+        }
+        Ok((problems, _)) => Event {
+            type_: EventType::Warning,
+            reason: "AgentPolicyFailed".into(),
+            note: Some(truncate(
+                &format!(
+                    "pull request #{number} by {}: {}",
+                    facts.author,
+                    problems.join("; ")
+                ),
+                1000,
+            )),
+            action: "CheckPullRequest".into(),
+            secondary: None,
+        },
+        Err(e) => {
+            warn!(pull = number, error = %e, "checking a pull request");
+            ctx.metrics.failed("gitsource", "github");
+            Event {
+                type_: EventType::Warning,
+                reason: "GitHubStatusFailed".into(),
+                note: Some(truncate(&format!("{POLICY_CONTEXT} on #{number}: {e}"), 1000)),
+                action: "CheckPullRequest".into(),
+                secondary: None,
+            }
+        }
+    };
+    events::publish(&ctx.recorder, reference, vec![event]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> AgentRules {
+        let policy: PromotionPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": "default"},
+            "spec": {"agents": {"logins": ["bot"], "branchPattern": "^winky/.+$"}, "approvers": {"logins": []},
+                     "stages": [{"name": "preview", "gates": {"emulator": true}}]},
+        }))
+        .unwrap();
+        AgentRules::of([&policy])
+    }
+
+    #[test]
+    fn people_pass_agents_pass_or_fail_with_a_comment_saying_why() {
+        let person = PullFacts {
+            author: "alice",
+            head_ref: "feature",
+            base_ref: "main",
+        };
+        let v = verdict(&person, &[], &rules());
+        assert_eq!((v.state, v.comment), (StatusState::Success, None));
+        let agent = PullFacts {
+            author: "bot",
+            ..person
+        };
+        let v = verdict(&agent, &[], &rules());
+        assert_eq!(v.state, StatusState::Success);
+        assert!(v.comment.unwrap().contains("✅"));
+        let v = verdict(&agent, &["it touches policies/x.yaml".into()], &rules());
+        assert_eq!(v.state, StatusState::Failure);
+        assert_eq!(v.description, "1 problem(s): it touches policies/x.yaml");
+        assert!(v.comment.unwrap().contains("- it touches policies/x.yaml\n"));
+    }
+}
