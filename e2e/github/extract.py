@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extract the GitHub REST schemas and examples the Winky CLI's GitHub double needs.
+"""Extract the GitHub REST schemas and examples the Winky GitHub double needs.
 
 Reads `generated/api.github.com.json` (OpenAPI 3.0) from the `@octokit/openapi`
 npm package and writes, next to this file:
@@ -8,7 +8,7 @@ npm package and writes, next to this file:
                  JSON Schema (draft 2020-12): every `$ref` inlined, OpenAPI-only
                  keywords dropped, `nullable: true` turned into a `"null"` type.
   examples/*.json  one response example per operation and status, plus the
-                 request example of pulls/create.
+                 request example of each operation that takes a body.
 
 Standard library only. Output is deterministic (sorted keys, two-space indent,
 trailing newline), so running it twice gives byte-identical files.
@@ -25,7 +25,7 @@ import sys
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SPEC_FILE = "generated/api.github.com.json"
 
-# The operations the CLI (octocrab 0.54) calls.
+# The operations the CLI and the operator (octocrab 0.54) call.
 OPERATIONS = [
     # octocrab: repos(owner, repo).get()
     ("repos/get", "get", "/repos/{owner}/{repo}"),
@@ -33,6 +33,24 @@ OPERATIONS = [
     ("pulls/create", "post", "/repos/{owner}/{repo}/pulls"),
     # octocrab: pulls(owner, repo).list().head("owner:branch").state(Open).send()
     ("pulls/list", "get", "/repos/{owner}/{repo}/pulls"),
+    # The operator: which pull request brought a commit, whether a human merged
+    # it, what it changed; commit statuses and comments written back.
+    # octocrab: repos(owner, repo).list_pulls(sha).send()
+    ("repos/list-pull-requests-associated-with-commit", "get",
+     "/repos/{owner}/{repo}/commits/{commit_sha}/pulls"),
+    # octocrab: pulls(owner, repo).get(number)
+    ("pulls/get", "get", "/repos/{owner}/{repo}/pulls/{pull_number}"),
+    # octocrab: pulls(owner, repo).list_files(number)
+    ("pulls/list-files", "get", "/repos/{owner}/{repo}/pulls/{pull_number}/files"),
+    # octocrab: repos(owner, repo).create_status(sha, state).context(..).send()
+    ("repos/create-commit-status", "post", "/repos/{owner}/{repo}/statuses/{sha}"),
+    # octocrab: issues(owner, repo).list_comments(number).send()
+    ("issues/list-comments", "get", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    # octocrab: issues(owner, repo).create_comment(number, body)
+    ("issues/create-comment", "post", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    # octocrab: issues(owner, repo).update_comment(id, body) (octocrab sends
+    # POST, which GitHub accepts for every PATCH endpoint)
+    ("issues/update-comment", "patch", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
 ]
 
 # Error responses GitHub returns for every one of these operations although the
@@ -41,6 +59,15 @@ OPERATIONS = [
 ADDED_RESPONSES = {
     "401": "requires_authentication",  # bad or missing token
     "404": "not_found",  # repository missing or not visible to the token
+}
+
+# Error responses GitHub returns for one operation although the description
+# does not list them for it; also marked "undocumented".
+ADDED_OPERATION_RESPONSES = {
+    # an unknown commit: 422 "No commit found for SHA: ..."
+    "repos/list-pull-requests-associated-with-commit": {"422": "validation_failed"},
+    # an unknown commit, or a state outside error/failure/pending/success
+    "repos/create-commit-status": {"422": "validation_failed"},
 }
 
 # Keywords that are OpenAPI 3.0 only, or annotations that only cost bytes.
@@ -121,6 +148,73 @@ LOCAL_EXAMPLES = {
     },
 }
 
+
+
+def basic_error(message, docs, status):
+    """A `basic-error` body as GitHub sends it (`docs` is the page under DOCS)."""
+    return {"message": message, "documentation_url": DOCS + docs, "status": status}
+
+
+def bad_credentials():
+    return basic_error("Bad credentials", "", "401")
+
+
+def unavailable(docs):
+    """The `service_unavailable` body (no `status` in that schema, none sent)."""
+    return {"code": "unavailable", "message": "Service unavailable", "documentation_url": DOCS + docs}
+
+
+COMMIT_PULLS = "/commits/commits#list-pull-requests-associated-with-a-commit"
+PULL_GET = "/pulls/pulls#get-a-pull-request"
+PULL_FILES = "/pulls/pulls#list-pull-requests-files"
+COMMIT_STATUS = "/commits/statuses#create-a-commit-status"
+LIST_COMMENTS = "/issues/comments#list-issue-comments"
+CREATE_COMMENT = "/issues/comments#create-an-issue-comment"
+UPDATE_COMMENT = "/issues/comments#update-an-issue-comment"
+MISSING_BODY = [{"resource": "IssueComment", "code": "missing_field", "field": "body"}]
+
+LOCAL_EXAMPLES.update({
+    ("repos/list-pull-requests-associated-with-commit", "401"): bad_credentials(),
+    ("repos/list-pull-requests-associated-with-commit", "404"): basic_error("Not Found", COMMIT_PULLS, "404"),
+    ("repos/list-pull-requests-associated-with-commit", "409"): basic_error("Git Repository is empty.", COMMIT_PULLS, "409"),
+    ("repos/list-pull-requests-associated-with-commit", "422"): basic_error(
+        "No commit found for SHA: 6dcb09b5b57875f334f61aebed695e2e4193db5e", COMMIT_PULLS, "422"),
+    ("pulls/get", "401"): bad_credentials(),
+    ("pulls/get", "404"): basic_error("Not Found", PULL_GET, "404"),
+    ("pulls/get", "406"): basic_error(
+        "Sorry, the diff exceeded the maximum number of files (300). Consider using "
+        "'List pull requests files' API or locally cloning the repository instead.", PULL_GET, "406"),
+    ("pulls/get", "500"): basic_error("Server Error", PULL_GET, "500"),
+    ("pulls/get", "503"): unavailable(PULL_GET),
+    ("pulls/list-files", "401"): bad_credentials(),
+    ("pulls/list-files", "404"): basic_error("Not Found", PULL_FILES, "404"),
+    ("pulls/list-files", "422"): dict(
+        basic_error("Sorry, this diff is taking too long to generate.", PULL_FILES, "422"),
+        errors=[{"resource": "PullRequest", "field": "diff", "code": "not_available"}]),
+    ("pulls/list-files", "500"): basic_error("Server Error", PULL_FILES, "500"),
+    ("pulls/list-files", "503"): unavailable(PULL_FILES),
+    ("repos/create-commit-status", "401"): bad_credentials(),
+    ("repos/create-commit-status", "404"): basic_error("Not Found", COMMIT_STATUS, "404"),
+    ("repos/create-commit-status", "422"): dict(
+        basic_error("Validation Failed", COMMIT_STATUS, "422"),
+        errors=[{"resource": "Status", "field": "state", "code": "custom",
+                 "message": "state is not included in the list"}]),
+    ("issues/list-comments", "401"): bad_credentials(),
+    ("issues/list-comments", "404"): basic_error("Not Found", LIST_COMMENTS, "404"),
+    ("issues/list-comments", "410"): basic_error("Issues are disabled for this repo", LIST_COMMENTS, "410"),
+    ("issues/create-comment", "401"): bad_credentials(),
+    ("issues/create-comment", "403"): basic_error(
+        "Unable to create comment because issue is locked.", CREATE_COMMENT, "403"),
+    ("issues/create-comment", "404"): basic_error("Not Found", CREATE_COMMENT, "404"),
+    ("issues/create-comment", "410"): basic_error("Issues are disabled for this repo", CREATE_COMMENT, "410"),
+    ("issues/create-comment", "422"): dict(
+        basic_error("Validation Failed", CREATE_COMMENT, "422"), errors=MISSING_BODY),
+    ("issues/update-comment", "401"): bad_credentials(),
+    ("issues/update-comment", "404"): basic_error("Not Found", UPDATE_COMMENT, "404"),
+    ("issues/update-comment", "422"): dict(
+        basic_error("Validation Failed", UPDATE_COMMENT, "422"), errors=MISSING_BODY),
+})
+
 # Minimal fixes to official examples that do not validate against the official
 # schema: (example file, JSON pointer, value expected in the official example,
 # replacement). A fix whose expected value is no longer there is reported and
@@ -135,6 +229,9 @@ EXAMPLE_FIXES = [
     # ("enterprise" | "organization"); the examples' team has none.
     ("pulls-create-201.json", "/requested_teams/0/type", MISSING, "organization"),
     ("pulls-list-200.json", "/0/requested_teams/0/type", MISSING, "organization"),
+    ("pulls-get-200.json", "/requested_teams/0/type", MISSING, "organization"),
+    ("repos-list-pull-requests-associated-with-commit-200.json", "/0/requested_teams/0/type",
+     MISSING, "organization"),
 ]
 
 
@@ -344,7 +441,8 @@ def main():
                 examples[prefix + "-request.json"] = (ex, source)
 
         responses = dict(op.get("responses", {}))
-        for status, comp in ADDED_RESPONSES.items():
+        added = dict(ADDED_RESPONSES, **ADDED_OPERATION_RESPONSES.get(op_id, {}))
+        for status, comp in sorted(added.items()):
             if status not in responses:
                 responses[status] = {"$ref": "#/components/responses/" + comp}
                 entry["undocumented"].append(status)
