@@ -101,7 +101,7 @@ pub fn fetch_head(
             message: e.message().to_string(),
         })?;
         let connection = remote
-            .connect_auth(Direction::Fetch, Some(callbacks(credentials)), None)
+            .connect_auth(Direction::Fetch, Some(callbacks(url, credentials)), None)
             .map_err(|e| FetchError::Connect {
                 url: shown.clone(),
                 message: e.message().to_string(),
@@ -130,7 +130,7 @@ pub fn fetch_head(
         message: e.message().to_string(),
     };
     let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks(credentials));
+    options.remote_callbacks(callbacks(url, credentials));
     options.download_tags(AutotagOption::None);
     // libgit2's local transport cannot fetch shallow; every network one can.
     if !url.starts_with("file://") {
@@ -252,10 +252,24 @@ fn open_cache(cache: &Path) -> Result<Repository, FetchError> {
     }
 }
 
-fn callbacks(credentials: Option<&Credentials>) -> RemoteCallbacks<'_> {
+/// The credential callbacks for fetching `url`. The Secret's credentials are
+/// only ever given to `url`'s origin (scheme, host and port): libgit2 follows
+/// a redirect of the first request to another host and then asks for
+/// credentials for that host, which must not get them (as curl, and so the
+/// git CLI, never sends them to another origin either).
+fn callbacks<'a>(url: &str, credentials: Option<&'a Credentials>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
-    callbacks.credentials(move |_url, _username, allowed| {
+    let expected = origin(url);
+    callbacks.credentials(move |asking, _username, allowed| {
+        let same_origin = matches!((origin(asking), &expected), (Some(a), Some(e)) if a == *e);
+        if credentials.is_some() && !same_origin {
+            return Err(git2::Error::from_str(&format!(
+                "the remote redirected to {}: the GitSource's credentials are only sent to {}",
+                strip_userinfo(asking),
+                expected.as_deref().unwrap_or("the URL of the spec"),
+            )));
+        }
         attempts += 1;
         if attempts > 1 {
             // libgit2 asks again after a refused credential; asking forever would hang.
@@ -276,6 +290,33 @@ fn callbacks(credentials: Option<&Credentials>) -> RemoteCallbacks<'_> {
         }
     });
     callbacks
+}
+
+/// `scheme://host:port` of `url`, lowercase, with the scheme's default port
+/// when none is given; `None` when `url` has no `scheme://` (never equal to
+/// anything, so no credentials go to a URL that cannot be compared).
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = host_port.to_ascii_lowercase();
+    // `[::1]:8080`, `[::1]`, `host:8080`, `host`.
+    let has_port = match host_port.rfind(']') {
+        Some(bracket) => host_port[bracket..].contains(':'),
+        None => host_port.contains(':'),
+    };
+    if has_port || host_port.is_empty() {
+        return Some(format!("{scheme}://{host_port}"));
+    }
+    let port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        "ssh" => "22",
+        "git" => "9418",
+        _ => "",
+    };
+    Some(format!("{scheme}://{host_port}:{port}"))
 }
 
 /// `url` without user information, for messages: `https://tok@host/r` → `https://host/r`.
@@ -325,6 +366,27 @@ mod tests {
             "git://127.0.0.1:9418/r.git"
         );
         assert_eq!(strip_userinfo("https://tok@example.com"), "https://example.com");
+        assert_eq!(
+            origin("https://user:tok@GitHub.com/a/b.git"),
+            Some("https://github.com:443".into())
+        );
+        assert_eq!(origin("https://github.com:443/c"), origin("https://github.com/a"));
+        assert_ne!(origin("http://github.com/a"), origin("https://github.com/a"));
+        assert_ne!(
+            origin("https://github.com.evil.example/a"),
+            origin("https://github.com/a")
+        );
+        assert_ne!(
+            origin("http://localhost:8080/a"),
+            origin("http://127.0.0.1:8080/a")
+        );
+        assert_ne!(
+            origin("http://127.0.0.1:8081/a"),
+            origin("http://127.0.0.1:8080/a")
+        );
+        assert_eq!(origin("http://[::1]/a"), Some("http://[::1]:80".into()));
+        assert_eq!(origin("http://[::1]:8080/a"), Some("http://[::1]:8080".into()));
+        assert_eq!(origin("not a url"), None);
         let shown = format!(
             "{:?}",
             Credentials {
