@@ -153,3 +153,37 @@ pub fn deliver_pushes(url: &str, secret: &[u8], full_name: &str, stdin: &str) ->
     }
     Ok(answers)
 }
+
+/// What a `pull_request` delivery says about its pull request.
+#[derive(Clone, Debug)]
+pub struct PullRequestEvent<'a> {
+    /// `opened`, `synchronize`, …
+    pub action: &'a str,
+    pub number: u64,
+    /// Who opened it (and sent the event).
+    pub author: &'a str,
+    pub head_ref: &'a str,
+    pub head_sha: &'a str,
+    pub base_ref: &'a str,
+}
+
+/// The body of a `pull_request` delivery in `owner/repo`, from GitHub's own example.
+pub fn pull_request_payload(full_name: &str, pr: &PullRequestEvent<'_>) -> Vec<u8> {
+    let mut payload = example("pull_request-opened.json");
+    let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
+    payload["action"] = json!(pr.action);
+    payload["number"] = json!(pr.number);
+    payload["repository"]["name"] = json!(name);
+    payload["repository"]["full_name"] = json!(full_name);
+    payload["repository"]["owner"]["login"] = json!(owner);
+    payload["sender"]["login"] = json!(pr.author);
+    let pull = &mut payload["pull_request"];
+    pull["number"] = json!(pr.number);
+    pull["user"]["login"] = json!(pr.author);
+    pull["head"]["ref"] = json!(pr.head_ref);
+    pull["head"]["sha"] = json!(pr.head_sha);
+    pull["head"]["label"] = json!(format!("{owner}:{}", pr.head_ref));
+    pull["base"]["ref"] = json!(pr.base_ref);
+    pull["base"]["label"] = json!(format!("{owner}:{}", pr.base_ref));
+    serde_json::to_vec(&payload).expect("JSON serializes")
+}

@@ -59,7 +59,7 @@ pub enum FetchError {
         message: String,
     },
     /// The commit does not hold what was asked for.
-    #[error("commit {commit}: {message}")]
+    #[error("{message}")]
     Read { commit: String, message: String },
 }
 

@@ -37,7 +37,7 @@ use tracing::{info, instrument, warn};
 use winky_crds::gitsource::InventoryEntry;
 use winky_crds::{GitSource, PromotionPolicy};
 
-use self::fetch::{Credentials, FetchError};
+use self::fetch::Credentials;
 use self::manifests::SourceRef;
 use self::status::{Outcome, short};
 use crate::agents::{self, AgentRules};
@@ -304,19 +304,14 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
         source.spec.path.clone(),
     );
     let fetch_started = Instant::now();
+    let fetch_cache = cache.clone();
     let fetched = tokio::task::spawn_blocking(move || {
-        let head = fetch::fetch_head(&cache, &url, &branch, credentials.as_ref())?;
-        let files = fetch::read_manifests(&cache, &head.commit, &path)?;
-        Ok::<_, FetchError>((head, files))
+        fetch::fetch_head(&fetch_cache, &url, &branch, credentials.as_ref())
     })
     .await;
     ctx.metrics.git_fetched(fetch_started.elapsed());
-    let (head, files) = match fetched {
-        Ok(Ok(fetched)) => fetched,
-        Ok(Err(e @ FetchError::Read { .. })) => {
-            synced.outcome = refused(e.reason(), e.to_string(), None);
-            return synced;
-        }
+    let head = match fetched {
+        Ok(Ok(head)) => head,
         Ok(Err(e)) => {
             synced.outcome = failed(e.reason(), e.to_string(), None);
             return synced;
@@ -358,6 +353,25 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
             return synced;
         }
     }
+
+    // Reading the commit from the cache blocks too, briefly.
+    let read_commit = head.commit.clone();
+    let read = tokio::task::spawn_blocking(move || fetch::read_manifests(&cache, &read_commit, &path)).await;
+    let files = match read {
+        Ok(Ok(files)) => files,
+        Ok(Err(e)) => {
+            synced.outcome = refused(e.reason(), e.to_string(), commit);
+            return synced;
+        }
+        Err(panicked) => {
+            synced.outcome = failed(
+                "FetchFailed",
+                format!("reading the commit did not finish: {panicked}"),
+                commit,
+            );
+            return synced;
+        }
+    };
 
     let source_ref = SourceRef {
         namespace: &namespace,

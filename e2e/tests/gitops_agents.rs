@@ -1,0 +1,464 @@
+//! Agents held to their lane, end to end: a real `git daemon`, the real
+//! kube-apiserver, the operator with its webhook receiver, and the GitHub
+//! double (schema-checked). Only a commit a person merged through a pull
+//! request is applied; an agent's push to main or an agent's merge is
+//! refused with a condition, an Event and a failing `winky/sync`; an agent's
+//! pull request from the wrong branch, or touching `policies/`, fails
+//! `winky/policy` with one comment that is updated, not repeated.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use winky_crds::{App, GitSource, PromotionPolicy};
+use winky_e2e::git::{GitServer, git};
+use winky_e2e::github::{GitHubDouble, validate_exchanges};
+use winky_e2e::webhook::{PullRequestEvent, deliver, pull_request_payload, push_payload};
+use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually};
+
+const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &[u8] = b"agents-webhook-secret";
+const TOKEN: &str = "ghs_operator_token_of_this_test";
+const AGENT: &str = "winky-agent[bot]";
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    _operator: InProcessOperator,
+    _git: GitServer,
+    github: GitHubDouble,
+    work: PathBuf,
+    hook: String,
+    _dir: tempfile::TempDir,
+}
+
+fn app_yaml(image: &str) -> String {
+    format!(
+        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: notes\nspec:\n  image: {image}\n  port: 8080\n"
+    )
+}
+
+fn run(dir: &Path, args: &[&str]) -> String {
+    git(dir, args).unwrap().trim().to_string()
+}
+
+/// Pushes `branch` with `files` changed on top of main; returns its head.
+fn push_branch(work: &Path, branch: &str, files: &[(&str, &str)]) -> String {
+    run(work, &["checkout", "--quiet", "-B", branch, "origin/main"]);
+    for (path, content) in files {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    run(work, &["add", "--all"]);
+    run(work, &["commit", "--quiet", "-m", &format!("feat: {branch}")]);
+    run(
+        work,
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+    );
+    run(work, &["rev-parse", "HEAD"])
+}
+
+/// Merges `branch` into main with a merge commit, as GitHub's merge button does; returns it.
+fn merge_branch(work: &Path, branch: &str) -> String {
+    run(work, &["fetch", "--quiet", "origin"]);
+    run(work, &["checkout", "--quiet", "-B", "main", "origin/main"]);
+    run(
+        work,
+        &[
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "-m",
+            &format!("Merge {branch}"),
+            &format!("origin/{branch}"),
+        ],
+    );
+    run(work, &["push", "--quiet", "origin", "HEAD:main"]);
+    run(work, &["rev-parse", "HEAD"])
+}
+
+impl Env {
+    async fn start(prefix: &str) -> Env {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await.unwrap();
+        let ns = cp.namespace(&client, prefix).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let git_server = GitServer::start(dir.path()).unwrap();
+        let bare = git_server.create("apps", &[("README.md", "apps\n")]).unwrap();
+        let github = GitHubDouble::start("acme", "apps", TOKEN, &bare).await.unwrap();
+        let work = dir.path().join("work");
+        run(
+            dir.path(),
+            &[
+                "clone",
+                "--quiet",
+                &git_server.url("apps"),
+                &work.display().to_string(),
+            ],
+        );
+        // The agents of this test, in a policy of its own (cluster-scoped:
+        // every policy's agents count).
+        let _: PromotionPolicy = {
+            let policy: PromotionPolicy = serde_json::from_value(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy",
+                "metadata": {"name": format!("{}-agents", ns.name())},
+                "spec": {
+                    "agents": {"logins": [AGENT], "branchPattern": "^winky/(feat|fix)-[a-z0-9]+(-[a-z0-9]+){0,4}-[0-9a-f]{6,}$"},
+                    "approvers": {"logins": ["alice"]},
+                    "stages": [{"name": "preview", "gates": {"emulator": true}}],
+                },
+            }))
+            .unwrap();
+            Api::<PromotionPolicy>::all(client.clone())
+                .patch(
+                    &policy.metadata.name.clone().unwrap(),
+                    &kube::api::PatchParams::apply("e2e").force(),
+                    &kube::api::Patch::Apply(&policy),
+                )
+                .await
+                .unwrap()
+        };
+        for (name, key, value) in [
+            (
+                "github-webhook",
+                "secret",
+                String::from_utf8_lossy(SECRET).to_string(),
+            ),
+            ("github-token", "token", TOKEN.to_string()),
+        ] {
+            let _: Secret = apply_json(
+                &client,
+                ns.name(),
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}}),
+            )
+            .await;
+        }
+        let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let operator =
+            InProcessOperator::start_with(client.clone(), ns.name(), &format!("{prefix}-operator"), |o| {
+                o.webhook_addr = Some(addr);
+            });
+        let _: GitSource = apply_json(
+            &client,
+            ns.name(),
+            serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "GitSource", "metadata": {"name": "apps"},
+                "spec": {
+                    "url": git_server.url("apps"), "branch": "main", "path": "deploy", "interval": "10m",
+                    "allowEmpty": true,
+                    "webhook": {"secretRef": {"name": "github-webhook", "key": "secret"}},
+                    "github": {"owner": "acme", "repo": "apps", "apiUrl": github.url(),
+                               "tokenSecretRef": {"name": "github-token", "key": "token"}},
+                },
+            }),
+        )
+        .await;
+        let hook = format!("http://{addr}/hooks/github/{}/apps", ns.name());
+        Env {
+            client,
+            ns,
+            _operator: operator,
+            _git: git_server,
+            github,
+            work,
+            hook,
+            _dir: dir,
+        }
+    }
+
+    fn push_delivered(&self, before: &str, after: &str) {
+        let answer = deliver(
+            &self.hook,
+            SECRET,
+            "push",
+            &push_payload("acme/apps", "main", before, after),
+        )
+        .unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+    }
+
+    async fn source_where(&self, what: &str, check: impl Fn(&GitSource) -> bool) -> GitSource {
+        let api: Api<GitSource> = Api::namespaced(self.client.clone(), self.ns.name());
+        eventually(what, WAIT, || async {
+            let source = api.get("apps").await.ok()?;
+            check(&source).then_some(source)
+        })
+        .await
+    }
+
+    async fn stalled_with(&self, reason: &str) -> GitSource {
+        self.source_where(&format!("Stalled {reason}"), |s| {
+            s.status
+                .iter()
+                .flat_map(|s| s.conditions.iter())
+                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == reason)
+        })
+        .await
+    }
+
+    async fn applied(&self, commit: &str) -> GitSource {
+        self.source_where(&format!("{commit} applied"), |s| {
+            s.status.as_ref().and_then(|s| s.last_applied_commit.as_deref()) == Some(commit)
+        })
+        .await
+    }
+
+    /// A person's merge of an agent's pull request: the commit that gets applied.
+    async fn merged_by(&self, branch: &str, files: &[(&str, &str)], merger: &str) -> (u64, String) {
+        let before = run(&self.work, &["rev-parse", "origin/main"]);
+        push_branch(&self.work, branch, files);
+        let number = self
+            .github
+            .open_pull(branch, "main", AGENT, &format!("feat: {branch}"));
+        let merge = merge_branch(&self.work, branch);
+        self.github.merge_pull(number, merger, &merge);
+        self.push_delivered(&before, &merge);
+        (number, merge)
+    }
+
+    fn status_of(&self, sha: &str, context: &str) -> Option<(String, String)> {
+        self.github
+            .statuses()
+            .into_iter()
+            .rev()
+            .find(|s| s.sha == sha && s.context == context)
+            .map(|s| (s.state, s.description.unwrap_or_default()))
+    }
+
+    async fn warning(&self, reason: &str) -> String {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), self.ns.name());
+        eventually(&format!("a {reason} Warning"), WAIT, || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason))
+                .and_then(|e| e.message)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_what_a_person_merged_is_applied() {
+    let env = Env::start("agents-merge").await;
+    // The first commit was pushed straight to main: not applied.
+    let first = run(&env.work, &["rev-parse", "origin/main"]);
+    let stalled = env.stalled_with("NotMerged").await;
+    assert_eq!(
+        stalled.status.unwrap().last_attempted_commit.as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        env.status_of(&first, "winky/sync").map(|s| s.0).as_deref(),
+        Some("failure")
+    );
+
+    // An agent's pull request, merged by a person: applied, winky/sync success.
+    let (_, merge) = env
+        .merged_by(
+            "winky/feat-notes-app-a1b2c3d4",
+            &[("deploy/notes.yaml", &app_yaml("notes:1"))],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
+    let (state, description) = env.status_of(&merge, "winky/sync").unwrap();
+    assert_eq!(state, "success", "{description}");
+    assert!(description.contains("1 objects"), "{description}");
+
+    // The agent pushes straight to main: refused, nothing of it applied.
+    let before = merge.clone();
+    run(&env.work, &["checkout", "--quiet", "-B", "main", "origin/main"]);
+    std::fs::write(env.work.join("deploy/notes.yaml"), app_yaml("agent-pushed:9")).unwrap();
+    run(&env.work, &["commit", "--quiet", "-am", "fix: straight to main"]);
+    run(&env.work, &["push", "--quiet", "origin", "HEAD:main"]);
+    let direct = run(&env.work, &["rev-parse", "HEAD"]);
+    env.push_delivered(&before, &direct);
+    let stalled = env.stalled_with("NotMerged").await;
+    let status = stalled.status.unwrap();
+    assert_eq!(status.last_attempted_commit.as_deref(), Some(direct.as_str()));
+    assert_eq!(
+        status.last_applied_commit.as_deref(),
+        Some(merge.as_str()),
+        "the merge stays applied"
+    );
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
+    assert_eq!(
+        env.status_of(&direct, "winky/sync").map(|s| s.0).as_deref(),
+        Some("failure")
+    );
+    let warning = env.warning("NotMerged").await;
+    assert!(
+        warning.contains("did not come from a merged pull request"),
+        "{warning}"
+    );
+
+    // A person's fix on top, merged: applied again.
+    let (_, fixed) = env
+        .merged_by(
+            "winky/fix-notes-image-b2c3d4e5",
+            &[("deploy/notes.yaml", &app_yaml("notes:2"))],
+            "alice",
+        )
+        .await;
+    env.applied(&fixed).await;
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:2");
+
+    let problems = validate_exchanges(&env.github.exchanges()).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agents_merge_is_refused() {
+    let env = Env::start("agents-self-merge").await;
+    env.stalled_with("NotMerged").await;
+    let (number, merge) = env
+        .merged_by(
+            "winky/feat-notes-app-c3d4e5f6",
+            &[("deploy/notes.yaml", &app_yaml("notes:1"))],
+            AGENT,
+        )
+        .await;
+    let stalled = env.stalled_with("MergedByAgent").await;
+    assert_eq!(
+        stalled.status.unwrap().last_attempted_commit.as_deref(),
+        Some(merge.as_str())
+    );
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    assert!(
+        apps.get_opt("notes").await.unwrap().is_none(),
+        "nothing of it applied"
+    );
+    let (state, description) = env.status_of(&merge, "winky/sync").unwrap();
+    assert_eq!(state, "failure");
+    assert!(description.contains("MergedByAgent"), "{description}");
+    let warning = env.warning("MergedByAgent").await;
+    assert!(
+        warning.contains(&format!("pull request #{number} was merged by the agent {AGENT}")),
+        "{warning}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agents_pull_request_is_held_to_its_branch_and_off_the_rules() {
+    let env = Env::start("agents-pulls").await;
+    let deliver_pull = |action: &str, number: u64, head_ref: &str, head_sha: &str| {
+        let body = pull_request_payload(
+            "acme/apps",
+            &PullRequestEvent {
+                action,
+                number,
+                author: AGENT,
+                head_ref,
+                head_sha,
+                base_ref: "main",
+            },
+        );
+        let answer = deliver(&env.hook, SECRET, "pull_request", &body).unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+    };
+    let policy_comments = |number: u64| {
+        env.github
+            .comments(number)
+            .into_iter()
+            .filter(|c| c.body.contains("<!-- winky:policy -->"))
+            .collect::<Vec<_>>()
+    };
+
+    // From a branch outside the pattern.
+    let head = push_branch(
+        &env.work,
+        "feature/sneaky",
+        &[("deploy/notes.yaml", &app_yaml("notes:1"))],
+    );
+    let sneaky = env
+        .github
+        .open_pull("feature/sneaky", "main", AGENT, "feat: sneaky");
+    deliver_pull("opened", sneaky, "feature/sneaky", &head);
+    let (state, description) = eventually("winky/policy on the sneaky branch", WAIT, || async {
+        env.status_of(&head, "winky/policy")
+    })
+    .await;
+    assert_eq!(state, "failure");
+    assert!(
+        description.contains("does not match the agents' branch pattern"),
+        "{description}"
+    );
+    let comments = eventually("the policy comment", WAIT, || async {
+        let c = policy_comments(sneaky);
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].body.contains("❌"), "{}", comments[0].body);
+
+    // Touching policies/ from a good branch.
+    let branch = "winky/feat-notes-policy-d4e5f6a7";
+    let head = push_branch(
+        &env.work,
+        branch,
+        &[(
+            "policies/lax.yaml",
+            "apiVersion: winky.dev/v1alpha1\nkind: PromotionPolicy\nmetadata:\n  name: lax\n",
+        )],
+    );
+    let touching = env
+        .github
+        .open_pull(branch, "main", AGENT, "chore: relax the policy");
+    deliver_pull("opened", touching, branch, &head);
+    let (state, description) = eventually("winky/policy on policies/", WAIT, || async {
+        env.status_of(&head, "winky/policy")
+    })
+    .await;
+    assert_eq!(state, "failure");
+    assert!(description.contains("policies/lax.yaml"), "{description}");
+
+    // A clean push to that branch: the status passes and the comment is updated, not repeated.
+    run(&env.work, &["rm", "--quiet", "-r", "policies"]);
+    std::fs::create_dir_all(env.work.join("deploy")).unwrap();
+    std::fs::write(env.work.join("deploy/notes.yaml"), app_yaml("notes:1")).unwrap();
+    run(&env.work, &["add", "--all"]);
+    run(&env.work, &["commit", "--quiet", "-m", "feat: notes instead"]);
+    run(
+        &env.work,
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+    );
+    let clean = run(&env.work, &["rev-parse", "HEAD"]);
+    deliver_pull("synchronize", touching, branch, &clean);
+    let (state, _) = eventually("winky/policy on the clean head", WAIT, || async {
+        env.status_of(&clean, "winky/policy")
+    })
+    .await;
+    assert_eq!(state, "success");
+    let comments = policy_comments(touching);
+    assert_eq!(comments.len(), 1, "updated, not repeated");
+    assert!(comments[0].body.contains("✅"), "{}", comments[0].body);
+    env.warning("AgentPolicyFailed").await;
+
+    let problems = validate_exchanges(&env.github.exchanges()).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
