@@ -462,3 +462,133 @@ async fn an_agents_pull_request_is_held_to_its_branch_and_off_the_rules() {
     let problems = validate_exchanges(&env.github.exchanges()).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_pull_request_gets_a_plan_that_follows_its_pushes() {
+    let env = Env::start("agents-plan").await;
+    env.stalled_with("NotMerged").await;
+    let old_app = app_yaml("old:1").replace("name: notes", "name: old");
+    let (_, merge) = env
+        .merged_by(
+            "winky/feat-notes-old-e5f6a7b8",
+            &[
+                ("deploy/notes.yaml", &app_yaml("notes:1")),
+                ("deploy/old.yaml", &old_app),
+            ],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+
+    // A person's pull request: notes changed, shop added, old removed.
+    run(
+        &env.work,
+        &["checkout", "--quiet", "-B", "feature/shop", "origin/main"],
+    );
+    std::fs::write(env.work.join("deploy/notes.yaml"), app_yaml("notes:2")).unwrap();
+    std::fs::write(
+        env.work.join("deploy/shop.yaml"),
+        app_yaml("shop:1").replace("name: notes", "name: shop"),
+    )
+    .unwrap();
+    run(&env.work, &["rm", "--quiet", "deploy/old.yaml"]);
+    run(&env.work, &["add", "--all"]);
+    run(&env.work, &["commit", "--quiet", "-m", "feat: shop"]);
+    run(
+        &env.work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/feature/shop"],
+    );
+    let head = run(&env.work, &["rev-parse", "HEAD"]);
+    let number = env
+        .github
+        .open_pull("feature/shop", "main", "alice", "feat: shop");
+    let deliver_pull = |action: &str, head_sha: &str| {
+        let body = pull_request_payload(
+            "acme/apps",
+            &PullRequestEvent {
+                action,
+                number,
+                author: "alice",
+                head_ref: "feature/shop",
+                head_sha,
+                base_ref: "main",
+            },
+        );
+        assert_eq!(
+            deliver(&env.hook, SECRET, "pull_request", &body).unwrap().status,
+            202
+        );
+    };
+    let plans = || {
+        env.github
+            .comments(number)
+            .into_iter()
+            .filter(|c| c.body.contains("<!-- winky:plan -->"))
+            .collect::<Vec<_>>()
+    };
+    deliver_pull("opened", &head);
+    let plan = eventually("the plan comment", WAIT, || async { plans().pop() }).await;
+    let ns = env.ns.name();
+    assert!(
+        plan.body
+            .contains(&format!("### Winky plan for `{}`", &head[..12])),
+        "{}",
+        plan.body
+    );
+    assert!(
+        plan.body
+            .contains(&format!("| ➕ create | App {ns}/shop | `deploy/shop.yaml:1` |")),
+        "{}",
+        plan.body
+    );
+    assert!(
+        plan.body.contains(&format!(
+            "| ✏️ change | App {ns}/notes: `spec.image: \"notes:1\" → \"notes:2\"` |"
+        )),
+        "{}",
+        plan.body
+    );
+    assert!(
+        plan.body.contains(&format!("| ➖ prune | App {ns}/old | |")),
+        "{}",
+        plan.body
+    );
+
+    // A push that breaks it: the same comment now says it would be refused.
+    std::fs::write(
+        env.work.join("deploy/shop.yaml"),
+        app_yaml("shop:1")
+            .replace("name: notes", "name: shop")
+            .replace("port: 8080", "port: 8080\n  replicas: -3"),
+    )
+    .unwrap();
+    run(&env.work, &["commit", "--quiet", "-am", "fix: oops"]);
+    run(
+        &env.work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/feature/shop"],
+    );
+    let broken = run(&env.work, &["rev-parse", "HEAD"]);
+    deliver_pull("synchronize", &broken);
+    let refused = eventually("the plan to say refused", WAIT, || async {
+        let all = plans();
+        all.iter()
+            .any(|c| c.body.contains("would be refused"))
+            .then_some(all)
+    })
+    .await;
+    assert_eq!(refused.len(), 1, "updated, not repeated");
+    assert!(
+        refused[0].body.contains("deploy/shop.yaml:1"),
+        "{}",
+        refused[0].body
+    );
+    assert!(refused[0].body.contains("replicas"), "{}", refused[0].body);
+
+    // Nothing of the pull request was applied.
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
+    assert!(apps.get_opt("shop").await.unwrap().is_none());
+    assert!(apps.get_opt("old").await.unwrap().is_some());
+    let problems = validate_exchanges(&env.github.exchanges()).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -4,13 +4,15 @@
 //! agents' policy ([`crate::agents::check_pull`]), with the commit status
 //! `winky/policy` on its head commit — which branch protection can require —
 //! and one comment on the pull request that is updated, never repeated.
+//! Every pull request into the protected branch also gets a plan: what
+//! merging it would create, change and prune ([`crate::gitsource::plan`]).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use octocrab::models::StatusState;
 use tokio::sync::mpsc::Receiver;
 use tracing::{info, warn};
@@ -19,6 +21,9 @@ use winky_crds::{GitSource, PromotionPolicy};
 use crate::agents::{self, AgentRules, PullFacts};
 use crate::events::{self, Recorder, truncate};
 use crate::github::{GitHub, GitHubError};
+use crate::gitsource::manifests::{self, SourceRef};
+use crate::gitsource::plan::Plan;
+use crate::gitsource::{self, fetch};
 use crate::metrics::Metrics;
 use crate::webhook::Delivery;
 
@@ -40,6 +45,8 @@ pub struct PullRequests {
     pub policies: Store<PromotionPolicy>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Where the GitSources' caches are: a pull request's head is fetched there.
+    pub cache_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for PullRequests {
@@ -59,6 +66,9 @@ pub async fn handle(mut received: Receiver<Delivery>, ctx: PullRequests) {
         );
         if delivery.event == "pull_request" && checked {
             check(&delivery, &reference, &ctx).await;
+            if delivery.action.as_deref() != Some("edited") {
+                plan(&delivery, &reference, &ctx).await;
+            }
         }
     }
 }
@@ -204,6 +214,87 @@ async fn check(delivery: &Delivery, reference: &ObjectReference, ctx: &PullReque
         }
     };
     events::publish(&ctx.recorder, reference, vec![event]).await;
+}
+
+/// Posts the plan of a pull request into the protected branch. A plan that
+/// cannot be made says why, in the comment; one that cannot be posted is a
+/// Warning Event.
+async fn plan(delivery: &Delivery, reference: &ObjectReference, ctx: &PullRequests) {
+    let Some(source) = ctx.sources.get(&delivery.source) else {
+        return;
+    };
+    let (Some(spec), Some(number), Some(head_ref)) =
+        (&source.spec.github, delivery.pull_request, &delivery.head_ref)
+    else {
+        return;
+    };
+    if delivery.base_ref.as_deref() != Some(source.spec.branch.as_str()) {
+        return;
+    }
+    let namespace = delivery.source.namespace.clone().unwrap_or_default();
+    let planned = make_plan(&source, number, head_ref, ctx).await;
+    let body = gitsource::plan::render(&planned, &format!("{namespace}/{}", delivery.source.name));
+    let posted = async {
+        let github = GitHub::connect(&ctx.client, &namespace, spec).await?;
+        github
+            .upsert_comment(number, gitsource::plan::PLAN_MARKER, &body)
+            .await
+    }
+    .await;
+    if let Err(e) = posted {
+        warn!(pull = number, error = %e, "posting a plan");
+        ctx.metrics.failed("gitsource", "github");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "GitHubCommentFailed".into(),
+            note: Some(truncate(&format!("the plan of #{number}: {e}"), 1000)),
+            action: "Plan".into(),
+            secondary: None,
+        };
+        events::publish(&ctx.recorder, reference, vec![event]).await;
+    }
+}
+
+/// Fetches, reads, parses and dry-runs the head of pull request `number`.
+async fn make_plan(
+    source: &GitSource,
+    number: u64,
+    head_ref: &str,
+    ctx: &PullRequests,
+) -> Result<Plan, String> {
+    let credentials = gitsource::credentials(source, &ctx.client)
+        .await
+        .map_err(|e| format!("the repository cannot be read: {e}"))?;
+    let cache = gitsource::cache_path(&ctx.cache_dir, source);
+    let (url, path, head_ref) = (
+        source.spec.url.clone(),
+        source.spec.path.clone(),
+        head_ref.to_string(),
+    );
+    let (commit, files) = tokio::task::spawn_blocking(move || {
+        let head = fetch::fetch_pull(&cache, &url, number, &head_ref, credentials.as_ref())?;
+        let files = fetch::read_manifests(&cache, &head.commit, &path)?;
+        Ok::<_, fetch::FetchError>((head.commit, files))
+    })
+    .await
+    .map_err(|e| format!("fetching the pull request did not finish: {e}"))?
+    .map_err(|e| e.to_string())?;
+    let namespace = source.namespace().unwrap_or_default();
+    let name = source.name_any();
+    let source_ref = SourceRef {
+        namespace: &namespace,
+        name: &name,
+        commit: &commit,
+    };
+    let manifests = manifests::parse(&files, &source_ref).map_err(|e| e.to_string())?;
+    let previous = source
+        .status
+        .as_ref()
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    gitsource::plan::plan(&ctx.client, &manifests, &source_ref, &previous, source.spec.prune)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -585,6 +585,7 @@ async fn gitsource_controller(
                 sources: sources.clone(),
                 policies: policies.clone(),
                 metrics: health.metrics.clone(),
+                cache_dir: options.git_cache_dir.clone(),
             },
         ));
         AbortOnDrop(vec![server, recorded])

@@ -92,9 +92,52 @@ pub fn fetch_head(
     credentials: Option<&Credentials>,
 ) -> Result<Head, FetchError> {
     super::timeouts::init();
+    let refname = format!("refs/heads/{branch}");
+    fetch_first(cache, url, &[refname.clone()], &refname, credentials).map_err(|e| match e {
+        FetchError::NoBranch { url, .. } => FetchError::NoBranch {
+            url,
+            branch: branch.to_string(),
+        },
+        other => other,
+    })
+}
+
+/// Fetches the head of pull request `number` — GitHub's `refs/pull/<n>/head`
+/// when the remote has it (also for pull requests from forks), else the
+/// branch `head_ref` — into `refs/winky/pull/<n>` of the cache, read-only:
+/// it is only ever planned, never applied.
+pub fn fetch_pull(
+    cache: &Path,
+    url: &str,
+    number: u64,
+    head_ref: &str,
+    credentials: Option<&Credentials>,
+) -> Result<Head, FetchError> {
+    let candidates = [
+        format!("refs/pull/{number}/head"),
+        format!("refs/heads/{head_ref}"),
+    ];
+    fetch_first(
+        cache,
+        url,
+        &candidates,
+        &format!("refs/winky/pull/{number}"),
+        credentials,
+    )
+}
+
+/// Lists the remote, takes the first of `candidates` it has, and fetches it
+/// into `local` unless the cache holds its commit already.
+fn fetch_first(
+    cache: &Path,
+    url: &str,
+    candidates: &[String],
+    local: &str,
+    credentials: Option<&Credentials>,
+) -> Result<Head, FetchError> {
+    super::timeouts::init();
     let shown = strip_userinfo(url);
     let repo = open_cache(cache)?;
-    let refname = format!("refs/heads/{branch}");
     let listed = {
         let mut remote = repo.remote_anonymous(url).map_err(|e| FetchError::Connect {
             url: shown.clone(),
@@ -110,12 +153,14 @@ pub fn fetch_head(
             url: shown.clone(),
             message: e.message().to_string(),
         })?;
-        heads.iter().find(|h| h.name() == refname).map(|h| h.oid())
+        candidates
+            .iter()
+            .find_map(|c| heads.iter().find(|h| h.name() == c).map(|h| (c.clone(), h.oid())))
     };
-    let Some(oid) = listed else {
+    let Some((refname, oid)) = listed else {
         return Err(FetchError::NoBranch {
             url: shown,
-            branch: branch.to_string(),
+            branch: candidates.join(" or "),
         });
     };
     if repo.find_commit(oid).is_ok() {
@@ -126,7 +171,7 @@ pub fn fetch_head(
     }
     let fetch_error = |e: git2::Error| FetchError::Fetch {
         url: shown.clone(),
-        branch: branch.to_string(),
+        branch: refname.clone(),
         message: e.message().to_string(),
     };
     let mut options = FetchOptions::new();
@@ -138,10 +183,10 @@ pub fn fetch_head(
     }
     let mut remote = repo.remote_anonymous(url).map_err(fetch_error)?;
     remote
-        .fetch(&[format!("+{refname}:{refname}")], Some(&mut options), None)
+        .fetch(&[format!("+{refname}:{local}")], Some(&mut options), None)
         .map_err(fetch_error)?;
     let fetched = repo
-        .find_reference(&refname)
+        .find_reference(local)
         .and_then(|r| r.peel_to_commit())
         .map_err(fetch_error)?;
     Ok(Head {

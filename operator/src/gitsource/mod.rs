@@ -19,6 +19,7 @@
 
 pub mod fetch;
 pub mod manifests;
+pub mod plan;
 pub mod status;
 pub mod sync;
 mod timeouts;
@@ -294,10 +295,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
     };
 
     // git2 blocks: fetch and read on the blocking pool.
-    let cache = ctx
-        .cache_dir
-        .join(&namespace)
-        .join(format!("{name}-{}", source.uid().unwrap_or_default()));
+    let cache = cache_path(&ctx.cache_dir, source);
     let (url, branch, path) = (
         source.spec.url.clone(),
         source.spec.branch.clone(),
@@ -442,15 +440,41 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
     synced
 }
 
-enum CredentialsError {
+/// The bare cache repository of `source` under `cache_dir`: one per
+/// GitSource (its uid in the name, so a new GitSource of the same name starts
+/// afresh).
+pub fn cache_path(cache_dir: &std::path::Path, source: &GitSource) -> PathBuf {
+    cache_dir
+        .join(source.namespace().unwrap_or_default())
+        .join(format!(
+            "{}-{}",
+            source.name_any(),
+            source.uid().unwrap_or_default()
+        ))
+}
+
+/// Why credentials could not be had.
+#[derive(Debug)]
+pub enum CredentialsError {
     /// The spec asks for credentials the operator cannot use.
     Unsupported(String),
     /// The Secret could not be read (yet).
     Unreadable(String),
 }
 
+impl std::fmt::Display for CredentialsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialsError::Unsupported(m) | CredentialsError::Unreadable(m) => f.write_str(m),
+        }
+    }
+}
+
 /// The HTTPS credentials `spec.credentials` names, read from its Secret.
-async fn credentials(source: &GitSource, client: &Client) -> Result<Option<Credentials>, CredentialsError> {
+pub async fn credentials(
+    source: &GitSource,
+    client: &Client,
+) -> Result<Option<Credentials>, CredentialsError> {
     let Some(spec) = &source.spec.credentials else {
         return Ok(None);
     };
