@@ -91,9 +91,8 @@ pub fn fetch_head(
     branch: &str,
     credentials: Option<&Credentials>,
 ) -> Result<Head, FetchError> {
-    super::timeouts::init();
     let refname = format!("refs/heads/{branch}");
-    fetch_first(cache, url, &[refname.clone()], &refname, credentials).map_err(|e| match e {
+    fetch_first(cache, url, std::slice::from_ref(&refname), &refname, credentials).map_err(|e| match e {
         FetchError::NoBranch { url, .. } => FetchError::NoBranch {
             url,
             branch: branch.to_string(),
