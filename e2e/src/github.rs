@@ -164,6 +164,8 @@ struct Recorded {
     statuses: Vec<CommitStatus>,
     comments: Vec<IssueComment>,
     token_login: String,
+    /// What the schema check found in each exchange as it was recorded.
+    problems: Vec<String>,
 }
 
 impl Default for Recorded {
@@ -174,6 +176,7 @@ impl Default for Recorded {
             statuses: Vec::new(),
             comments: Vec::new(),
             token_login: DEFAULT_TOKEN_LOGIN.into(),
+            problems: Vec::new(),
         }
     }
 }
@@ -201,8 +204,17 @@ pub struct GitHubDouble {
 }
 
 impl Drop for GitHubDouble {
+    /// Stops the server; and fails the test that used it when any exchange
+    /// broke GitHub's schemas, so no test can forget to check.
     fn drop(&mut self) {
         self.task.abort();
+        let problems = std::mem::take(&mut self.shared.lock().problems);
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the GitHub double saw exchanges that break GitHub's schemas:\n{}",
+                problems.join("\n")
+            );
+        }
     }
 }
 
@@ -278,6 +290,12 @@ impl GitHubDouble {
 
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.shared.lock().exchanges.clone()
+    }
+
+    /// The schema problems found so far, taken: a test that provokes them on
+    /// purpose takes them, so that dropping the double does not fail it.
+    pub fn take_problems(&self) -> Vec<String> {
+        std::mem::take(&mut self.shared.lock().problems)
     }
 
     /// The pull requests, as `pulls/get` serves them now.
@@ -459,7 +477,13 @@ fn record(
         status: status.as_u16(),
         response: response.clone(),
     };
-    shared.lock().exchanges.push(exchange);
+    // Checked as it is recorded: a test cannot skip it (see Drop).
+    let problems = validate_exchanges(std::slice::from_ref(&exchange))
+        .unwrap_or_else(|e| vec![format!("the schema check failed: {e}")]);
+    let mut recorded = shared.lock();
+    recorded.problems.extend(problems);
+    recorded.exchanges.push(exchange);
+    drop(recorded);
     (
         status,
         [("content-type", "application/json; charset=utf-8")],
@@ -1452,9 +1476,15 @@ async fn unsupported(
 /// A request to a route the double does not serve is a problem too.
 /// Returns the problems.
 pub fn validate_exchanges(exchanges: &[Exchange]) -> Result<Vec<String>> {
-    let path = workspace_root().join("e2e/github/openapi.json");
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let description: Value = serde_json::from_str(&text)?;
+    static DESCRIPTION: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let description = match DESCRIPTION.get() {
+        Some(description) => description,
+        None => {
+            let path = workspace_root().join("e2e/github/openapi.json");
+            let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+            DESCRIPTION.get_or_init(|| serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+    };
     let mut problems = Vec::new();
     let check = |problems: &mut Vec<String>, what: String, schema: &Value, instance: &Value| -> Result<()> {
         let validator = jsonschema::options()

@@ -654,6 +654,9 @@ async fn validation_catches_bad_bodies_and_unserved_routes() {
             && problems[0].contains("does not serve"),
         "{problems:#?}"
     );
+    // The double found it as it recorded the exchange, too: dropping it
+    // would fail the test unless the problem is taken.
+    assert_eq!(f.github.take_problems(), problems);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,4 +698,15 @@ async fn seeding_a_pull_request_needs_a_pushed_branch() {
     let f = Fixture::new("unpushed").await;
     f.github
         .open_pull("winky/feat-never-pushed-1", "main", "alice", "never");
+}
+
+/// The schema check runs as each exchange is recorded, and dropping the
+/// double fails the test that saw a problem, whether or not it asked.
+#[tokio::test]
+#[should_panic(expected = "break GitHub's schemas")]
+async fn a_schema_problem_fails_the_test_even_unasked() {
+    let f = Fixture::new("unasked").await;
+    let e = github_error(f.octo.issues("acme", "notes").get_comment(1u64.into()).await);
+    assert_eq!(e.status_code.as_u16(), 404);
+    drop(f);
 }
