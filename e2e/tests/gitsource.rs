@@ -387,3 +387,108 @@ async fn a_second_source_cannot_take_over_and_a_remote_that_is_down_prunes_nothi
         "nothing was pruned"
     );
 }
+
+#[tokio::test]
+async fn a_source_creates_its_own_namespaces_and_never_adopts_anothers() {
+    let env = env("gitops-ns").await;
+    // A namespace of its own, named after the test's so that runs never collide.
+    let own = format!("{}-team", env.ns.name());
+    let namespace_yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {own}\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n"
+    );
+    let app_in_own =
+        app_yaml("notes", "notes:1").replace("name: notes\n", &format!("name: notes\n  namespace: {own}\n"));
+    env.git
+        .create(
+            "apps",
+            &[
+                ("deploy/ns.yaml", &namespace_yaml),
+                ("deploy/notes.yaml", &app_in_own),
+            ],
+        )
+        .unwrap();
+    source(&env, "apps", "apps", serde_json::json!({})).await;
+    condition(&env, "apps", "Ready", "True", None).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    let created = namespaces.get(&own).await.unwrap();
+    assert_eq!(
+        created.annotations()[GIT_SOURCE_ANNOTATION],
+        format!("{}/apps", env.ns.name())
+    );
+    let apps_there: Api<App> = Api::namespaced(env.client.clone(), &own);
+    assert_eq!(apps_there.get("notes").await.unwrap().spec.image, "notes:1");
+
+    // Another source declaring the same Namespace, or one it did not create, is refused.
+    env.git
+        .create("other", &[("deploy/ns.yaml", &namespace_yaml)])
+        .unwrap();
+    source(&env, "other", "other", serde_json::json!({})).await;
+    let stalled = condition(&env, "other", "Stalled", "True", Some("OwnershipConflict")).await;
+    assert!(message(&stalled, "Stalled").contains(&format!(
+        "Namespace {own} already exists and was not created by this GitSource"
+    )));
+    let default_ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n";
+    env.git.create("grab", &[("deploy/ns.yaml", default_ns)]).unwrap();
+    source(&env, "grab", "grab", serde_json::json!({})).await;
+    condition(&env, "grab", "Stalled", "True", Some("OwnershipConflict")).await;
+    assert!(
+        namespaces
+            .get("default")
+            .await
+            .unwrap()
+            .annotations()
+            .get(GIT_SOURCE_ANNOTATION)
+            .is_none()
+    );
+
+    // Removed from the repository, its Namespace is pruned with it.
+    let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
+    work.remove("deploy/ns.yaml").unwrap();
+    work.remove("deploy/notes.yaml").unwrap();
+    work.write("deploy/README.md", "empty for now\n").unwrap();
+    let emptied = work.commit_and_push("chore: no more team").unwrap();
+    // An empty source prunes only with allowEmpty.
+    condition(&env, "apps", "Stalled", "True", Some("EmptySource")).await;
+    source(&env, "apps", "apps", serde_json::json!({"allowEmpty": true})).await;
+    applied_commit(&env, "apps", &emptied).await;
+    eventually("the namespace to be pruned", WAIT, || {
+        gone_or_going(&namespaces, &own)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_suspended_source_applies_nothing_until_resumed() {
+    let env = env("gitops-suspend").await;
+    env.git
+        .create("apps", &[("deploy/notes.yaml", &app_yaml("notes", "notes:1"))])
+        .unwrap();
+    let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
+    source(&env, "apps", "apps", serde_json::json!({})).await;
+    applied_commit(&env, "apps", &work.head().unwrap()).await;
+
+    source(&env, "apps", "apps", serde_json::json!({"suspend": true})).await;
+    condition(&env, "apps", "Reconciling", "False", Some("Suspended")).await;
+    work.write("deploy/notes.yaml", &app_yaml("notes", "notes:2"))
+        .unwrap();
+    let second = work.commit_and_push("feat: notes 2").unwrap();
+    // Three intervals pass: nothing is fetched or applied.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
+    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
+    assert_ne!(
+        api.get("apps")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_fetched_commit
+            .as_deref(),
+        Some(second.as_str())
+    );
+
+    source(&env, "apps", "apps", serde_json::json!({"suspend": false})).await;
+    applied_commit(&env, "apps", &second).await;
+    assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:2");
+}
