@@ -65,5 +65,5 @@ demo: up ## The notes example on the local control plane, left running
 	@bash hack/demo.sh $(DEV)
 
 .PHONY: bench
-bench: build ## Emulator figures against a real container engine, as a table (RUNS=10)
-	$(CARGO) run -q -p winky-e2e --bin winky-bench -- --runs $(or $(RUNS),10)
+bench: build ## Emulator and GitOps figures as tables, see docs/performance.md (RUNS=10, ONLY=emulator|gitops)
+	$(CARGO) run -q -p winky-e2e --bin winky-bench -- --runs $(or $(RUNS),10) $(if $(ONLY),--only $(ONLY))

@@ -1,54 +1,129 @@
-//! Rerunnable figures of the emulator against a real container engine:
-//! container start latency, one Function test case, the App health check, and
-//! a whole emulator run of each example. Prints a table.
+//! Rerunnable figures, printed as tables (docs/performance.md reads them):
+//!
+//! - `emulator`: the emulator against a real container engine — container
+//!   start latency, one Function test case, the App health check, and a whole
+//!   emulator run of each example;
+//! - `gitops`: a push reaching the cluster through the webhook and through the
+//!   polling interval (the operator in-process against the real local control
+//!   plane and a real `git daemon`), and the operator's git2 fetch against the
+//!   git CLI on a repository with 10,000 commits.
 //!
 //! ```text
 //! make bench                       # cargo run -p winky-e2e --bin winky-bench
 //! cargo run -p winky-e2e --bin winky-bench -- --runs 30
+//! cargo run -p winky-e2e --bin winky-bench -- --only gitops --runs 10
 //! ```
 //!
-//! It starts its own podman engine (`hack/podman.sh`) under `target/e2e/` and
-//! removes it afterwards. Debug builds measure the engine more than Winky: the
-//! sandbox's own cost (create, start, attach, remove) dominates every figure.
+//! Everything it starts (podman, etcd, kube-apiserver, kube-controller-manager,
+//! `git daemon`) runs on loopback under `target/e2e/bench-*` and is stopped and
+//! removed afterwards, also on Ctrl-C; only the generated repository stays,
+//! cached in `target/e2e/bench-git/`. When a gitops part fails, its directory
+//! (with every component's log) is kept and its path printed.
 
+// A crate root's modules would live next to it, where Cargo looks for binaries.
+#[path = "winky-bench/emulator.rs"]
+mod emulator;
+#[path = "winky-bench/fetch.rs"]
+mod fetch;
+#[path = "winky-bench/sync.rs"]
+mod sync;
+#[path = "winky-bench/table.rs"]
+mod table;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use winky_crds::Function;
-use winky_e2e::engine::ContainerEngine;
-use winky_e2e::{workspace_binary, workspace_root};
-use winky_emulator::{Bundle, CheckKind, Engine, functions};
+use anyhow::{Context, Result};
+use winky_e2e::workspace_root;
 
-const USAGE: &str = "usage: winky-bench [--runs N]
+const USAGE: &str = "usage: winky-bench [--runs N] [--only PARTS] [--pushes N] [--polled N]
 
-Measures, against a podman engine it starts for the run:
-  container start     create -> process running, a trivial Function
-  function case       one Function test case, create -> removed
-  <app> health        the App's container answering its health probe
-  <app> emulate       every check of examples/<app>, as `winky emulate`
-and prints min, median, p90 and max of N runs (default 10).";
+PARTS is a comma-separated list of (default: emulator,gitops):
+  emulator   against a podman engine it starts for the run:
+             container start, one Function test case, each example's App
+             health check and whole `winky emulate`, N runs each
+  gitops     sync and fetch below
+  sync       against a local control plane, the operator in-process and a
+             `git daemon`: push -> commit applied through the signed push
+             webhook (--pushes, default 20) and through the polling interval
+             alone (--polled, default 5)
+  fetch      the operator's git2 fetch against the git CLI on a generated
+             repository of 10,000 commits (cached in target/e2e/bench-git/),
+             shallow and full, and the head-unchanged listing, N runs each
 
-fn main() -> ExitCode {
-    let mut runs = 10usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--runs", Some(n)) if n.parse::<usize>().is_ok_and(|n| n > 0) => runs = n.parse().unwrap_or(10),
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
+and prints one table per part. --runs N (default 10) is the count of runs
+where a part repeats one measurement.";
+
+#[derive(Clone, Copy, Debug)]
+struct Args {
+    runs: usize,
+    emulator: bool,
+    sync: bool,
+    fetch: bool,
+    pushes: sync::Pushes,
+}
+
+fn parse_args() -> Option<Args> {
+    let mut args = Args {
+        runs: 10,
+        emulator: true,
+        sync: true,
+        fetch: true,
+        pushes: sync::Pushes {
+            webhook: 20,
+            polled: 5,
+        },
+    };
+    let count = |n: Option<String>| n.and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--runs" => args.runs = count(words.next())?,
+            "--pushes" => args.pushes.webhook = count(words.next())?,
+            "--polled" => args.pushes.polled = count(words.next())?,
+            "--only" => {
+                let parts = words.next()?;
+                (args.emulator, args.sync, args.fetch) = (false, false, false);
+                for part in parts.split(',') {
+                    match part.trim() {
+                        "emulator" => args.emulator = true,
+                        "gitops" => (args.sync, args.fetch) = (true, true),
+                        "sync" => args.sync = true,
+                        "fetch" => args.fetch = true,
+                        _ => return None,
+                    }
+                }
             }
+            _ => return None,
         }
     }
+    Some(args)
+}
+
+fn main() -> ExitCode {
+    let Some(args) = parse_args() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    // Ctrl-C drops the bench, and with it the engine it started.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    // Ctrl-C drops the bench, and with it every process and directory it made.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            outcome = bench(runs) => outcome,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            outcome = bench(args, cancelled.clone()) => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!();
+                Err(anyhow::anyhow!("interrupted"))
+            }
         }
     });
+    // Work left on the blocking pool (a fetch, a repository being generated)
+    // sees the flag and stops.
+    cancelled.store(true, Ordering::Relaxed);
+    runtime.shutdown_timeout(Duration::from_secs(20));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,135 +133,66 @@ fn main() -> ExitCode {
     }
 }
 
-/// One measured quantity.
-struct Row {
-    name: String,
-    samples: Vec<Duration>,
-}
-
-async fn bench(runs: usize) -> Result<()> {
-    let dir = workspace_root()
-        .join("target/e2e")
-        .join(format!("bench-{}", std::process::id()));
-    eprintln!("starting a container engine in {}", dir.display());
-    // Its Drop stops the engine and removes the directory, on every way out.
-    let container_engine = ContainerEngine::start(&dir)?;
-    eprintln!("loading the example images (hack/images.sh)");
-    container_engine.load_example_images(&workspace_binary("winky")?)?;
-    let engine = Engine::connect(container_engine.socket()).await?;
-    let mut rows = Vec::new();
-
-    let probe = probe_function()?;
-    let test = probe.spec.tests[0].clone();
-    let (mut start, mut case) = (Vec::new(), Vec::new());
-    for i in 0..runs {
-        eprint!("\rcontainer runs {}/{runs}", i + 1);
-        let outcome = engine.run(&functions::run_spec(&probe, &test)).await?;
-        let (passed, message) = functions::judge(&probe, &test, &outcome);
-        if !passed {
-            bail!("the probe function failed: {message}");
-        }
-        start.push(outcome.start_latency);
-        case.push(outcome.duration);
+async fn bench(args: Args, cancelled: Arc<AtomicBool>) -> Result<()> {
+    if args.emulator {
+        emulator::bench(args.runs).await?.print();
     }
-    eprintln!();
-    rows.push(Row {
-        name: "container start".into(),
-        samples: start,
-    });
-    rows.push(Row {
-        name: "function case".into(),
-        samples: case,
-    });
-
-    for app in ["notes", "shop", "chat"] {
-        let bundle = Bundle::load(&workspace_root().join("examples").join(app), None)
-            .with_context(|| format!("loading examples/{app}"))?;
-        let (mut whole, mut health) = (Vec::new(), Vec::new());
-        let mut checks = 0;
-        for i in 0..runs {
-            eprint!("\r{app}: emulator runs {}/{runs}", i + 1);
-            let started = Instant::now();
-            let report = winky_emulator::run(&bundle, Some(&engine)).await;
-            whole.push(started.elapsed());
-            if !report.passed {
-                bail!("examples/{app} failed its emulator checks:\n{report}");
-            }
-            checks = report.checks.len();
-            health.extend(
-                report
-                    .checks
-                    .iter()
-                    .filter(|c| c.kind == CheckKind::AppHealth)
-                    .map(|c| Duration::from_millis(c.duration_ms)),
-            );
+    if args.sync {
+        let mut scratch = Scratch::create("sync")?;
+        // Each table is printed when its measurement ends.
+        let outcome = sync::bench(scratch.path(), args.pushes).await;
+        if outcome.is_err() {
+            scratch.keep();
         }
-        eprintln!();
-        rows.push(Row {
-            name: format!("{app} health"),
-            samples: health,
-        });
-        rows.push(Row {
-            name: format!("{app} emulate ({checks} checks)"),
-            samples: whole,
-        });
+        outcome?;
     }
-    print_table(&rows, runs);
+    if args.fetch {
+        let mut scratch = Scratch::create("fetch")?;
+        let path = scratch.path().to_path_buf();
+        let runs = args.runs;
+        let outcome = tokio::task::spawn_blocking(move || fetch::bench(&path, runs, &cancelled))
+            .await
+            .context("the fetch bench did not finish")
+            .and_then(|r| r);
+        if outcome.is_err() {
+            scratch.keep();
+        }
+        outcome?.print();
+    }
     Ok(())
 }
 
-/// The probe image's echo mode: a well-behaved function, the smallest case.
-fn probe_function() -> Result<Function> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "winky.dev/v1alpha1", "kind": "Function",
-        "metadata": {"name": "probe-echo"},
-        "spec": {"app": "bench", "image": "localhost/winky-probe-fn:latest", "args": ["echo"],
-                 "trigger": {"http": {"path": "/probe"}}, "memory": "64Mi", "timeoutSeconds": 10,
-                 "tests": [{"name": "echo", "input": {"json": {"hello": "world"}},
-                            "expect": {"exitCode": 0, "outputContains": "hello"}}]},
-    }))?)
+/// A directory `target/e2e/bench-<part>-<pid>/` removed when dropped, unless kept.
+#[derive(Debug)]
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
 }
 
-fn print_table(rows: &[Row], runs: usize) {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    println!("winky-bench: {runs} runs each, {profile} build, times in ms");
-    println!();
-    println!(
-        "| {:<28} | {:>5} | {:>7} | {:>7} | {:>7} | {:>7} |",
-        "measurement", "n", "min", "median", "p90", "max"
-    );
-    println!(
-        "|{:-<30}|{:->7}|{:->9}|{:->9}|{:->9}|{:->9}|",
-        "", "", "", "", "", ""
-    );
-    for row in rows {
-        let mut ms: Vec<f64> = row.samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        if ms.is_empty() {
-            println!(
-                "| {:<28} | {:>5} | {:>7} | {:>7} | {:>7} | {:>7} |",
-                row.name, 0, "-", "-", "-", "-"
-            );
-            continue;
+impl Scratch {
+    fn create(part: &str) -> Result<Self> {
+        let path = workspace_root()
+            .join("target/e2e")
+            .join(format!("bench-{part}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path, keep: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the directory (and the logs in it) for a look after a failure.
+    fn keep(&mut self) {
+        self.keep = true;
+        eprintln!("winky-bench: logs kept in {}", self.path.display());
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
-        ms.sort_by(f64::total_cmp);
-        // Linear interpolation between the closest ranks.
-        let at = |q: f64| {
-            let rank = (ms.len() - 1) as f64 * q;
-            let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
-            ms[low] + (ms[high] - ms[low]) * (rank - low as f64)
-        };
-        println!(
-            "| {:<28} | {:>5} | {:>7.0} | {:>7.0} | {:>7.0} | {:>7.0} |",
-            row.name,
-            ms.len(),
-            ms[0],
-            at(0.5),
-            at(0.9),
-            ms[ms.len() - 1]
-        );
     }
 }
