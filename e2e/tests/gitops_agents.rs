@@ -238,6 +238,15 @@ impl Env {
             .map(|s| (s.state, s.description.unwrap_or_default()))
     }
 
+    /// The commit status `context` of `sha` once set: the operator writes the
+    /// GitSource's status first and GitHub's next.
+    async fn status_set(&self, sha: &str, context: &str) -> (String, String) {
+        eventually(&format!("{context} on {sha}"), WAIT, || async {
+            self.status_of(sha, context)
+        })
+        .await
+    }
+
     async fn warning(&self, reason: &str) -> String {
         let events: Api<Event> = Api::namespaced(self.client.clone(), self.ns.name());
         eventually(&format!("a {reason} Warning"), WAIT, || async {
@@ -265,7 +274,7 @@ async fn only_what_a_person_merged_is_applied() {
         Some(first.as_str())
     );
     assert_eq!(
-        env.status_of(&first, "winky/sync").map(|s| s.0).as_deref(),
+        Some(env.status_set(&first, "winky/sync").await.0.as_str()),
         Some("failure")
     );
 
@@ -280,7 +289,7 @@ async fn only_what_a_person_merged_is_applied() {
     env.applied(&merge).await;
     let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
-    let (state, description) = env.status_of(&merge, "winky/sync").unwrap();
+    let (state, description) = env.status_set(&merge, "winky/sync").await;
     assert_eq!(state, "success", "{description}");
     assert!(description.contains("1 objects"), "{description}");
 
@@ -302,7 +311,7 @@ async fn only_what_a_person_merged_is_applied() {
     );
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
     assert_eq!(
-        env.status_of(&direct, "winky/sync").map(|s| s.0).as_deref(),
+        Some(env.status_set(&direct, "winky/sync").await.0.as_str()),
         Some("failure")
     );
     let warning = env.warning("NotMerged").await;
@@ -347,7 +356,7 @@ async fn an_agents_merge_is_refused() {
         apps.get_opt("notes").await.unwrap().is_none(),
         "nothing of it applied"
     );
-    let (state, description) = env.status_of(&merge, "winky/sync").unwrap();
+    let (state, description) = env.status_set(&merge, "winky/sync").await;
     assert_eq!(state, "failure");
     assert!(description.contains("MergedByAgent"), "{description}");
     let warning = env.warning("MergedByAgent").await;
@@ -360,6 +369,8 @@ async fn an_agents_merge_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agents_pull_request_is_held_to_its_branch_and_off_the_rules() {
     let env = Env::start("agents-pulls").await;
+    // The operator has seen the GitSource once it judged its first commit.
+    env.stalled_with("NotMerged").await;
     let deliver_pull = |action: &str, number: u64, head_ref: &str, head_sha: &str| {
         let body = pull_request_payload(
             "acme/apps",

@@ -1,17 +1,16 @@
-//! What every reconcile shares: the client, caches, the Event recorder and metrics.
+//! What every controller's context holds ([`Core`]), and what a controller
+//! is to the [`crate::driver`]: a name and a core ([`ControllerContext`]).
+//! Each controller adds what only it reads (its caches, its settings).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::events::Recorder;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::Store;
+use kube::runtime::events::Reporter;
 use rand::Rng;
-use winky_crds::PromotionPolicy;
 
+use crate::events::Recorder;
 use crate::metrics::Metrics;
 
 /// Settings that change what the operator can provide.
@@ -21,43 +20,60 @@ pub struct Settings {
     pub vault_configured: bool,
 }
 
-/// Reflector caches, so a reconcile never lists. Only what a reconcile reads
-/// is cached; the other children are watched (by metadata) as triggers only.
-#[derive(Clone, Debug)]
-pub struct Stores {
-    /// PromotionPolicies, to check that the one an App names exists.
-    pub policies: Store<PromotionPolicy>,
-    /// Metadata of the PodDisruptionBudgets the operator manages: the one
-    /// child that can stop being desired, so the one that may need deleting.
-    pub pod_disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
-}
-
-/// Shared state of the controllers.
-pub struct Context {
+/// What every controller's context holds: what the driver needs to write
+/// status, publish Events, count and back off.
+pub struct Core {
     /// API client.
     pub client: Client,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Settings.
-    pub settings: Settings,
-    /// Caches.
-    pub stores: Stores,
-    /// Resolves once the caches a reconcile reads have listed.
-    pub listed: crate::listed::Listed,
-    /// Retry delays of failing Apps.
+    /// Retry delays of the controller's failing objects.
     pub backoffs: Backoffs,
-    /// Runs the emulator for new revisions, when an engine was given.
-    pub emulator: Option<Arc<crate::emulate::EmulatorRunner>>,
 }
 
-impl std::fmt::Debug for Context {
+impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("settings", &self.settings)
+        f.debug_struct("Core")
+            .field("recorder", &self.recorder)
+            .field("backoffs", &self.backoffs)
             .finish_non_exhaustive()
     }
+}
+
+impl Core {
+    /// A core whose Events name `identity` as the reporting instance.
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>) -> Self {
+        Self {
+            recorder: recorder(&client, identity),
+            client,
+            metrics,
+            backoffs: Backoffs::default(),
+        }
+    }
+}
+
+/// The Event recorder of every controller: `reportingController`
+/// `winky-operator`, `reportingInstance` this replica's identity.
+pub fn recorder(client: &Client, identity: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "winky-operator".into(),
+            instance: Some(identity.to_string()),
+        },
+    )
+}
+
+/// A controller's context, as the [`crate::driver`] sees it. Static: the
+/// driver's functions are generic over it, so there is no dispatch.
+pub trait ControllerContext: Send + Sync + 'static {
+    /// Name of the controller in metrics and logs.
+    const NAME: &'static str;
+
+    /// What every controller's context holds.
+    fn core(&self) -> &Core;
 }
 
 /// Consecutive failures per object, for exponential backoff with jitter.

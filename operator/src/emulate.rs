@@ -12,8 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::events::{Event, EventType};
-
-use crate::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
@@ -22,23 +20,60 @@ use winky_crds::function::FunctionEmulatorResult;
 use winky_crds::{App, Function, Rule};
 use winky_emulator::{Bundle, CheckKind, EmulatorReport, Engine};
 
+use crate::driver;
 use crate::events;
-use crate::metrics::Metrics;
+use crate::events::Recorder;
+use crate::index::{AppKey, ByApp, OfApp};
+use crate::metrics::{Metrics, ReconcileResult};
+use crate::shared::Caches;
 
-/// The objects in `store` that belong to `app` (by `app_of`), sorted by name.
-fn of_app<K>(store: &Store<K>, app: &App, app_of: fn(&K) -> &String) -> Vec<K>
+/// Where an App's Functions and Rules are found: the shared caches and
+/// their indexes by App.
+#[derive(Clone, Debug)]
+pub struct Bundles {
+    functions: Store<Function>,
+    functions_by_app: ByApp<Function>,
+    rules: Store<Rule>,
+    rules_by_app: ByApp<Rule>,
+}
+
+impl Bundles {
+    /// From the shared caches.
+    pub fn of(caches: &Caches) -> Self {
+        Self {
+            functions: caches.functions.store.clone(),
+            functions_by_app: caches.functions_by_app.clone(),
+            rules: caches.rules.store.clone(),
+            rules_by_app: caches.rules_by_app.clone(),
+        }
+    }
+
+    /// The App with its Functions and Rules.
+    fn bundle(&self, app: &App) -> Bundle {
+        Bundle {
+            app: app.clone(),
+            functions: of_app(&self.functions, &self.functions_by_app, app),
+            rules: of_app(&self.rules, &self.rules_by_app, app),
+        }
+    }
+}
+
+/// The objects in `store` that belong to `app`, sorted by name (the index's order).
+fn of_app<K>(store: &Store<K>, index: &ByApp<K>, app: &App) -> Vec<K>
 where
-    K: Resource<DynamicType = ()> + Clone,
+    K: OfApp + Clone + Send + Sync + 'static,
 {
-    let (name, namespace) = (app.name_any(), app.namespace());
-    let mut owned: Vec<K> = store
-        .state()
+    let Some(key) = AppKey::of(app) else {
+        return Vec::new();
+    };
+    index
+        .get(&key)
         .iter()
-        .filter(|o| *app_of(o) == name && o.namespace() == namespace)
-        .map(|o| (**o).clone())
-        .collect();
-    owned.sort_by_key(|o| o.name_any());
-    owned
+        .filter_map(|reference| store.get(reference))
+        // The index follows the store a step behind: what the store holds decides.
+        .filter(|object| object.app_key().as_ref() == Some(&key))
+        .map(|object| (*object).clone())
+        .collect()
 }
 
 /// The field manager that owns `status.emulator`.
@@ -46,12 +81,16 @@ pub const EMULATOR_MANAGER: &str = "winky-operator-emulator";
 
 /// Runs the emulator for Apps; one per operator.
 pub struct EmulatorRunner {
+    /// API client, to write results.
     pub client: kube::Client,
+    /// The container engine the checks run in.
     pub engine: Engine,
+    /// Publishes a run's Event.
     pub recorder: Recorder,
+    /// Counts runs.
     pub metrics: Arc<Metrics>,
-    pub functions: Store<Function>,
-    pub rules: Store<Rule>,
+    /// Where each App's Functions and Rules are.
+    pub bundles: Bundles,
     /// Per App (`namespace/name`): the bundle hash last run or running.
     seen: Mutex<HashMap<String, String>>,
     /// One permit per run that may use the engine at once: a burst of new
@@ -68,13 +107,13 @@ impl std::fmt::Debug for EmulatorRunner {
 }
 
 impl EmulatorRunner {
+    /// A runner of at most `concurrency` runs at once (at least one).
     pub fn new(
         client: kube::Client,
         engine: Engine,
         recorder: Recorder,
         metrics: Arc<Metrics>,
-        functions: Store<Function>,
-        rules: Store<Rule>,
+        bundles: Bundles,
         concurrency: usize,
     ) -> Self {
         Self {
@@ -82,34 +121,24 @@ impl EmulatorRunner {
             engine,
             recorder,
             metrics,
-            functions,
-            rules,
+            bundles,
             seen: Mutex::default(),
             slots: tokio::sync::Semaphore::new(concurrency.max(1)),
-        }
-    }
-
-    /// The App with its Functions and Rules from the caches.
-    fn bundle(&self, app: &App) -> Bundle {
-        Bundle {
-            app: app.clone(),
-            functions: of_app(&self.functions, app, |f| &f.spec.app),
-            rules: of_app(&self.rules, app, |r| &r.spec.app),
         }
     }
 
     /// Forgets a deleted App, so the memory of past runs does not grow with
     /// every App that ever existed.
     pub fn forget(&self, app: &App) {
-        let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+        let key = driver::key(app);
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 
     /// Starts a run when the App's bundle changed since the last one.
     pub fn ensure(self: &Arc<Self>, app: &App) {
-        let bundle = self.bundle(app);
+        let bundle = self.bundles.bundle(app);
         let hash = bundle_hash(&bundle);
-        let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+        let key = driver::key(app);
         {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.get(&key) == Some(&hash) {
@@ -157,7 +186,11 @@ impl EmulatorRunner {
               checks = report.checks.len(), took_ms = report.duration_ms, "emulator run");
         self.metrics.reconciled(
             "emulator",
-            if report.passed { "passed" } else { "failed" },
+            if report.passed {
+                ReconcileResult::Passed
+            } else {
+                ReconcileResult::Failed
+            },
             std::time::Duration::from_millis(report.duration_ms),
         );
         if let Err(e) = self.publish(&bundle, &report).await {

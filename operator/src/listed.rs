@@ -14,12 +14,19 @@
 //! the operator's first instant never being reconciled, and as a graceful
 //! shutdown that never ended. [`Listed`] awaits each cache once, inside one
 //! shared future that wakes every waiter of its own.
+//!
+//! A store that several controllers read has one more waiter on its
+//! readiness: the controller that has it as its own cache (kube-runtime's
+//! runner waits for it before the first reconcile). So the others do not
+//! await the store at all: the watch that fills it says when it listed
+//! ([`first_list`]), and they all wait on that.
 
 use std::hash::Hash;
 
-use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::reflector::{Lookup, Store};
+use kube::runtime::watcher;
 
 /// Resolves, for any number of waiters, once every cache it was made of has
 /// finished its first list (or its writer was dropped).
@@ -35,6 +42,11 @@ impl Listed {
     /// Returns once every cache has listed.
     pub async fn wait(&self) {
         self.0.clone().await;
+    }
+
+    /// This wait, as a part of another [`Listed`].
+    pub fn part(&self) -> BoxFuture<'static, ()> {
+        self.0.clone().boxed()
     }
 }
 
@@ -58,9 +70,35 @@ where
     .boxed()
 }
 
+/// Passes `events` on, and resolves the returned [`Listed`] at the first
+/// `InitDone` — when a `.reflect()` before this swapped its first list into
+/// the store — or when the stream is dropped before that (as a store's
+/// readiness does when its writer is dropped), so no waiter outlives it.
+pub fn first_list<K, S>(
+    events: S,
+) -> (
+    Listed,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+)
+where
+    K: Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let (listed, done) = futures::channel::oneshot::channel::<()>();
+    let mut listed = Some(listed);
+    let events = events.inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event
+            && let Some(listed) = listed.take()
+        {
+            let _ = listed.send(());
+        }
+    });
+    (Listed::of([done.map(|_| ()).boxed()]), events)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Listed, cache};
+    use super::{Listed, cache, first_list};
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
     use k8s_openapi::api::core::v1::ConfigMap;
@@ -103,6 +141,38 @@ mod tests {
         // A late waiter does not wait at all.
         tokio::time::timeout(Duration::from_millis(50), listed.wait())
             .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_watch_says_when_it_listed_or_went_away() {
+        use futures::FutureExt;
+        let (events, rx) = futures::channel::mpsc::unbounded();
+        let (listed, stream) = first_list::<ConfigMap, _>(rx);
+        let mut stream = Box::pin(stream);
+        let waiters: Vec<_> = (0..3).map(|_| listed.clone()).collect();
+        events.unbounded_send(Ok(watcher::Event::Init)).unwrap();
+        assert!(stream.next().now_or_never().is_some());
+        assert!(
+            listed.wait().now_or_never().is_none(),
+            "listed before the list ended"
+        );
+        events.unbounded_send(Ok(watcher::Event::InitDone)).unwrap();
+        assert!(stream.next().now_or_never().is_some());
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(5), waiter.wait())
+                .await
+                .expect("a waiter was never woken");
+        }
+
+        // A watch dropped before it listed releases its waiters too.
+        let (_events, rx) = futures::channel::mpsc::unbounded::<Result<watcher::Event<ConfigMap>, _>>();
+        let (listed, stream) = first_list(rx);
+        let waiter = tokio::spawn(async move { listed.wait().await });
+        drop(stream);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a waiter outlived the watch")
             .unwrap();
     }
 }

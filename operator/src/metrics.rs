@@ -10,12 +10,63 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// How a reconcile ended: the `result` label of `winky_reconciles_total`,
+/// one set for every controller (and the emulator's runs), so that a label
+/// means the same wherever it appears. Errors a reconcile returns are not
+/// here: they are counted by category in `winky_reconcile_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconcileResult {
+    /// The object was brought to its spec (or, for a GitSource, its commit
+    /// applied).
+    Success,
+    /// The spec cannot be satisfied: reported in status, and nothing more
+    /// happens until it or what it names changes.
+    Invalid,
+    /// The object is being deleted: its children go with it.
+    Deleting,
+    /// The spec says to do nothing (`spec.suspend`).
+    Suspended,
+    /// The work failed in a way that is retried, and the failure is reported
+    /// in status (a GitSource's sync); counted in `winky_reconcile_errors_total` too.
+    Error,
+    /// An emulator run whose checks all passed.
+    Passed,
+    /// An emulator run with a failed check.
+    Failed,
+}
+
+impl ReconcileResult {
+    /// Every result, for documentation and tests.
+    pub const ALL: [ReconcileResult; 7] = [
+        ReconcileResult::Success,
+        ReconcileResult::Invalid,
+        ReconcileResult::Deleting,
+        ReconcileResult::Suspended,
+        ReconcileResult::Error,
+        ReconcileResult::Passed,
+        ReconcileResult::Failed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Invalid => "invalid",
+            ReconcileResult::Deleting => "deleting",
+            ReconcileResult::Suspended => "suspended",
+            ReconcileResult::Error => "error",
+            ReconcileResult::Passed => "passed",
+            ReconcileResult::Failed => "failed",
+        }
+    }
+}
+
 /// Labels of a reconcile count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
-    /// `app`, later `function`, `rule`, …
+    /// `app`, `function`, `rule`, `gitsource` or `emulator`.
     pub controller: &'static str,
-    /// `success`, `invalid` or `error`.
+    /// [`ReconcileResult::as_str`].
     pub result: &'static str,
 }
 
@@ -163,7 +214,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a finished reconcile.
-    pub fn reconciled(&self, controller: &'static str, result: &'static str, took: Duration) {
+    pub fn reconciled(&self, controller: &'static str, result: ReconcileResult, took: Duration) {
+        let result = result.as_str();
         self.reconciles
             .get_or_create(&ReconcileLabels { controller, result })
             .inc();
@@ -238,8 +290,8 @@ mod tests {
     #[test]
     fn counts_reconciles_and_errors_by_label() {
         let m = Metrics::default();
-        m.reconciled("app", "success", Duration::from_millis(3));
-        m.reconciled("app", "success", Duration::from_millis(5));
+        m.reconciled("app", ReconcileResult::Success, Duration::from_millis(3));
+        m.reconciled("app", ReconcileResult::Success, Duration::from_millis(5));
         m.failed("app", "apply");
         let text = m.encode();
         assert!(
@@ -254,6 +306,31 @@ mod tests {
             text.contains(r#"winky_reconcile_duration_seconds_count{controller="app"} 2"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn reconcile_results_are_distinct_snake_case_labels_and_documented() {
+        let labels: Vec<&str> = ReconcileResult::ALL.iter().map(|r| r.as_str()).collect();
+        let distinct: std::collections::HashSet<&str> = labels.iter().copied().collect();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_')),
+            "{labels:?}"
+        );
+        // docs/operator.md's metrics table names every one of them.
+        let docs = include_str!("../../docs/operator.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `winky_reconciles_total`"))
+            .expect("a row for winky_reconciles_total");
+        for label in labels {
+            assert!(
+                row.contains(&format!("`{label}`")),
+                "{label} is missing from: {row}"
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,28 @@ where
     })
 }
 
+/// Like [`listed_objects`], without deletions: the trigger of a controller
+/// from its own kind's watch. `Controller::new` triggers on what is applied
+/// only (an object that is gone has nothing left to reconcile: a deletion that
+/// needs work is seen as the `deletionTimestamp` being set), but it passes a
+/// re-list's objects on before the cache holds them, so a reconcile could
+/// read the object as it was before the list, or find it missing.
+pub fn applied_objects<K, S>(events: S) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    changes(events).flat_map(|change| {
+        let objects: Vec<Result<K, watcher::Error>> = match change {
+            Err(e) => vec![Err(e)],
+            Ok(Change::Listed(objects)) => objects.into_iter().map(Ok).collect(),
+            Ok(Change::Applied(object)) => vec![Ok(object)],
+            Ok(Change::Deleted(_)) => Vec::new(),
+        };
+        stream::iter(objects)
+    })
+}
+
 /// Like [`listed_objects`], but passes an object on only when it appears,
 /// when its generation changes (its spec did) and when it goes; status and
 /// metadata updates are dropped.
@@ -111,7 +133,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{listed_objects, spec_changes};
+    use super::{applied_objects, listed_objects, spec_changes};
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     use winky_crds::App;
@@ -147,6 +169,25 @@ mod tests {
             .unbounded_send(Ok(Event::Apply(app("notes", 1, "a:1", "status written"))))
             .unwrap();
         assert!(objects.next().now_or_never().flatten().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_controllers_own_trigger_passes_listed_and_applied_objects_not_deleted_ones() {
+        let events = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(app("notes", 1, "a:1", "listed"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(app("notes", 1, "a:1", "status written"))),
+            Ok(Event::Delete(app("notes", 1, "a:1", "deleted"))),
+            Ok(Event::Init),
+            Ok(Event::InitApply(app("shop", 1, "s:1", "relisted"))),
+            Ok(Event::InitDone),
+        ];
+        let passed: Vec<String> = applied_objects(futures::stream::iter(events))
+            .map(|r| r.unwrap().metadata.annotations.unwrap()["note"].clone())
+            .collect()
+            .await;
+        assert_eq!(passed, ["listed", "status written", "relisted"]);
     }
 
     #[tokio::test]

@@ -20,12 +20,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use winky_crds::App;
-use winky_crds::keys::{
-    APP_LABEL, MANAGED_BY_LABEL, NAME_LABEL, OWNER_KIND_LABEL, REVISION_ANNOTATION, STAGE_LABEL,
-};
+use winky_crds::keys::REVISION_ANNOTATION;
 
 use super::validate::Plan;
-use crate::MANAGED_BY;
+use crate::naming;
 use crate::workload::{self, env_value};
 
 pub use crate::workload::RUN_AS;
@@ -58,26 +56,12 @@ pub struct Children {
 
 /// Labels on every child of the App in its stage.
 pub fn labels(plan: &Plan<'_>) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (NAME_LABEL.to_string(), plan.name.clone()),
-        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-        (APP_LABEL.to_string(), plan.name.clone()),
-        (STAGE_LABEL.to_string(), plan.target.stage.clone()),
-        (OWNER_KIND_LABEL.to_string(), "App".to_string()),
-    ])
+    naming::app_labels(&plan.name, &plan.target.stage)
 }
 
 /// The label selector of the App's pods (immutable once a Deployment exists).
 pub fn selector_labels(plan: &Plan<'_>) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (APP_LABEL.to_string(), plan.name.clone()),
-        (STAGE_LABEL.to_string(), plan.target.stage.clone()),
-    ])
-}
-
-/// Name of the runtime ConfigMap of an App.
-pub fn config_map_name(app: &str) -> String {
-    format!("{app}-runtime")
+    naming::app_selector(&plan.name, &plan.target.stage)
 }
 
 /// Builds every child.
@@ -216,7 +200,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                         Volume {
                             name: "runtime".into(),
                             config_map: Some(ConfigMapVolumeSource {
-                                name: config_map_name(&plan.name),
+                                name: naming::runtime_config_map(&plan.name),
                                 ..ConfigMapVolumeSource::default()
                             }),
                             ..Volume::default()
@@ -274,7 +258,7 @@ pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
         "storage": runtime.storage,
     });
     ConfigMap {
-        metadata: metadata(plan, config_map_name(&plan.name)),
+        metadata: metadata(plan, naming::runtime_config_map(&plan.name)),
         data: Some(BTreeMap::from([(
             RUNTIME_KEY.to_string(),
             serde_json::to_string_pretty(&document).unwrap_or_default(),

@@ -5,81 +5,100 @@
 //! apply (server-side apply, delete what is no longer desired) → [`status`] (pure conditions,
 //! written through the status subresource) → Events for transitions.
 //! Invalid specs set `Degraded` and wait for a change; API errors requeue
-//! with backoff.
+//! with backoff ([`crate::driver`]). What wakes it and what it reads are wired
+//! in `wiring.rs` ([`controller`]).
+//!
+//! This module is the template of a controller: a context holding a
+//! [`Core`] and what only it reads, a `reconcile` that hands its pipeline to
+//! [`driver::reconcile`], [`driver::error_policy`], and one constructor.
 
 pub mod build;
 pub mod status;
 pub mod validate;
+mod wiring;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
-use tracing::{info, instrument, warn};
-use winky_crds::App;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tracing::{info, instrument};
 use winky_crds::app::AppStatus;
-use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL, OWNER_KIND_LABEL};
+use winky_crds::{App, PromotionPolicy};
 
 use self::build::Children;
 use self::status::Outcome;
 use self::validate::{Inputs, Plan};
-use crate::MANAGED_BY;
-use crate::apply::{apply, apply_status, delete_stale};
-use crate::context::Context;
-use crate::error::{Error, Result};
+pub use self::wiring::controller;
+use crate::apply::{apply, delete_stale};
+use crate::context::{ControllerContext, Core, Settings};
+use crate::driver;
+use crate::emulate::EmulatorRunner;
+use crate::error::Result;
 use crate::events;
+use crate::listed::Listed;
+use crate::metrics::ReconcileResult;
+use crate::naming::{self, OwnerKind};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "app";
 
-/// What a reconcile ended with, for metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Finished {
-    Applied,
-    Invalid,
-    Deleting,
+/// Shared state of the App controller.
+pub struct AppContext {
+    /// Client, Events, metrics and backoffs.
+    pub core: Core,
+    /// What the operator can provide.
+    pub settings: Settings,
+    /// PromotionPolicies, to check that the one an App names exists.
+    pub policies: Store<PromotionPolicy>,
+    /// Metadata of the PodDisruptionBudgets the operator manages: the one
+    /// child that can stop being desired, so the one that may need deleting.
+    pub pod_disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    /// Resolves once the caches a reconcile reads have listed.
+    pub listed: Listed,
+    /// Runs the emulator for new revisions, when an engine was given.
+    pub emulator: Option<Arc<EmulatorRunner>>,
+}
+
+impl std::fmt::Debug for AppContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppContext")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerContext for AppContext {
+    const NAME: &'static str = CONTROLLER;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
 }
 
 /// Reconciles one App.
 #[instrument(skip(app, ctx), fields(app = %app.name_any(), namespace = app.namespace().unwrap_or_default()))]
-pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let key = object_key(&app);
-    let finished = reconcile_app(&app, &ctx).await?;
-    ctx.backoffs.reset(&key);
-    let result = match finished {
-        Finished::Applied | Finished::Deleting => "success",
-        Finished::Invalid => "invalid",
-    };
-    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
-    // Everything the App depends on is watched: wait for a change, never poll.
-    Ok(Action::await_change())
+pub async fn reconcile(app: Arc<App>, ctx: Arc<AppContext>) -> Result<Action> {
+    driver::reconcile(app.as_ref(), ctx.as_ref(), async {
+        // Everything the App depends on is watched: wait for a change, never poll.
+        Ok((reconcile_app(&app, &ctx).await?, Action::await_change()))
+    })
+    .await
 }
 
-/// Requeues a failed reconcile with exponential backoff and jitter.
-pub fn error_policy(app: Arc<App>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    let delay = ctx.backoffs.next(&object_key(&app));
-    warn!(app = %app.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-fn object_key(app: &App) -> String {
-    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
-}
-
-async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
+async fn reconcile_app(app: &App, ctx: &AppContext) -> Result<ReconcileResult> {
     if app.metadata.deletion_timestamp.is_some() {
-        // Children carry owner references: the garbage collector removes them.
+        // Children carry owner references: the garbage collector removes
+        // them. Nothing failed, so this counts as a success.
         if let Some(emulator) = &ctx.emulator {
             emulator.forget(app);
         }
-        return Ok(Finished::Deleting);
+        return Ok(ReconcileResult::Success);
     }
     // Caches that have not listed yet would report every policy missing
     // and every disruption budget, Function and Rule absent.
@@ -90,7 +109,7 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
         Err(invalid) => {
             info!(reason = invalid.reason(), "spec cannot be satisfied");
             write_status(app, &Outcome::Invalid(&invalid), now, ctx).await?;
-            Ok(Finished::Invalid)
+            Ok(ReconcileResult::Invalid)
         }
         Ok(plan) => {
             let children = build::children(&plan);
@@ -108,18 +127,18 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Finished> {
             if let Some(emulator) = &ctx.emulator {
                 emulator.ensure(app);
             }
-            Ok(Finished::Applied)
+            Ok(ReconcileResult::Success)
         }
     }
 }
 
 /// Reads what validation needs from the caches.
-fn dereference(app: &App, ctx: &Context) -> Inputs {
+fn dereference(app: &App, ctx: &AppContext) -> Inputs {
     let policy_exists = app
         .spec
         .policy
         .as_ref()
-        .map(|name| ctx.stores.policies.get(&ObjectRef::new(name)).is_some());
+        .map(|name| ctx.policies.get(&ObjectRef::new(name)).is_some());
     Inputs {
         policy_exists,
         vault_configured: ctx.settings.vault_configured,
@@ -128,7 +147,7 @@ fn dereference(app: &App, ctx: &Context) -> Inputs {
 
 /// Applies every child, deletes what is no longer desired, and returns the
 /// Deployment as the server holds it.
-async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> Result<Deployment> {
+async fn apply_children(ctx: &AppContext, plan: &Plan<'_>, children: Children) -> Result<Deployment> {
     // Exhaustive on purpose: a new child must be applied here to compile.
     let Children {
         deployment,
@@ -138,7 +157,7 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
         network_policy,
         pod_disruption_budget,
     } = children;
-    let client = &ctx.client;
+    let client = &ctx.core.client;
     let (_, _, _, _, deployment) = futures::try_join!(
         apply(client, &service_account),
         apply(client, &config_map),
@@ -152,16 +171,9 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
         }
         None => {
             // The only child that can stop being desired (replicas dropped to 1).
-            let owned_by = [
-                (APP_LABEL.to_string(), plan.name.clone()),
-                (OWNER_KIND_LABEL.to_string(), "App".to_string()),
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-            ]
-            .into_iter()
-            .collect();
+            let owned_by = naming::owned_by(OwnerKind::App, &plan.name);
             let ns = plan.target.namespace.as_str();
-            let stores = &ctx.stores;
-            if delete_stale(client, &stores.pod_disruption_budgets, ns, &plan.name, &owned_by).await? {
+            if delete_stale(client, &ctx.pod_disruption_budgets, ns, &plan.name, &owned_by).await? {
                 info!("deleted the PodDisruptionBudget: one replica needs none");
             }
         }
@@ -170,20 +182,17 @@ async fn apply_children(ctx: &Context, plan: &Plan<'_>, children: Children) -> R
 }
 
 /// Writes the status when it changed, and publishes an Event per transition.
-async fn write_status(app: &App, outcome: &Outcome<'_>, now: Timestamp, ctx: &Context) -> Result<()> {
+async fn write_status(app: &App, outcome: &Outcome<'_>, now: Timestamp, ctx: &AppContext) -> Result<()> {
     let mut old = app.status.clone().unwrap_or_default();
     // status.emulator belongs to the emulator's field manager: never sent here.
     old.emulator = None;
     let new = status::desired_status(app, outcome, now);
-    if new == old {
-        return Ok(());
-    }
-    apply_status(&ctx.client, app, &new).await?;
-    publish_events(app, &old, &new, ctx).await;
-    Ok(())
+    driver::write_status(ctx, app, &old, &new, status_events).await
 }
 
-async fn publish_events(app: &App, old: &AppStatus, new: &AppStatus, ctx: &Context) {
+/// `RevisionApplied` for a new revision, and one Event per condition that
+/// turned True.
+fn status_events(old: &AppStatus, new: &AppStatus) -> Vec<Event> {
     let mut events = Vec::new();
     let old_revision = old.revision.as_ref().map(|r| r.id.as_str());
     if let Some(rev) = &new.revision
@@ -198,7 +207,7 @@ async fn publish_events(app: &App, old: &AppStatus, new: &AppStatus, ctx: &Conte
         });
     }
     events.extend(events::for_transitions(&old.conditions, &new.conditions));
-    events::publish(&ctx.recorder, &app.object_ref(&()), events).await;
+    events
 }
 
 #[cfg(test)]

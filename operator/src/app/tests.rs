@@ -7,9 +7,11 @@ use winky_crds::App;
 use winky_crds::common::{SecretEnv, VaultRef};
 
 use super::build;
-use super::status::{self, Outcome, Rollout};
+use super::status::{self, Outcome};
 use super::validate::{self, Inputs, Invalid};
 use crate::conditions::{DEGRADED, PROGRESSING, READY};
+use crate::revision;
+use crate::rollout::{self, Rollout};
 
 const FIXTURES: &str = include_str!("fixtures.yaml");
 
@@ -215,11 +217,11 @@ fn a_missing_policy_or_vault_cannot_be_satisfied() {
 #[test]
 fn revision_is_stable_and_follows_the_spec() {
     let app = fixture("notes");
-    assert_eq!(validate::revision(&app), validate::revision(&fixture("notes")));
-    assert!(validate::revision(&app).starts_with("r-"));
+    assert_eq!(revision::of(&app), revision::of(&fixture("notes")));
+    assert!(revision::of(&app).starts_with("r-"));
     let mut changed = app.clone();
     changed.spec.image = "registry.example/notes:2".into();
-    assert_ne!(validate::revision(&app), validate::revision(&changed));
+    assert_ne!(revision::of(&app), revision::of(&changed));
 }
 
 fn with_status(mut d: Deployment, ready: i32, updated: i32) -> Deployment {
@@ -242,7 +244,7 @@ fn conditions_follow_the_rollout() {
     let now = Timestamp::from_second(1_800_000_000).unwrap();
 
     let rolling = with_status(build::deployment(&plan), 1, 2);
-    assert!(matches!(status::rollout(&rolling), Rollout::InProgress(_)));
+    assert!(matches!(rollout::rollout(&rolling), Rollout::InProgress(_)));
     let s = status::desired_status(
         &app,
         &Outcome::Applied {

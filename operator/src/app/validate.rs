@@ -35,7 +35,7 @@ pub struct Plan<'a> {
     pub name: String,
     /// Where its children go.
     pub target: Target,
-    /// Revision id of the spec.
+    /// Revision id of the spec ([`crate::revision::of`]).
     pub revision: String,
 }
 
@@ -103,12 +103,6 @@ pub fn validate<'a>(app: &'a App, inputs: &Inputs) -> Result<Plan<'a>, Invalid> 
             stage: DEFAULT_STAGE.into(),
             namespace,
         },
-        revision: revision(app),
+        revision: crate::revision::of(app),
     })
-}
-
-/// The revision id of the App's spec: `winky_emulator::revision`, so that
-/// `status.revision.id` and `status.emulator.revision` agree by construction.
-pub fn revision(app: &App) -> String {
-    winky_emulator::revision(app)
 }

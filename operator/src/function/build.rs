@@ -29,10 +29,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use winky_crds::function::DocumentEvent;
-use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL, NAME_LABEL, OWNER_KIND_LABEL, REVISION_ANNOTATION};
+use winky_crds::keys::REVISION_ANNOTATION;
 use winky_crds::{App, Function};
 
-use crate::MANAGED_BY;
+use crate::naming;
 use crate::workload::{self, env_value};
 
 /// The port an HTTP function listens on inside its container.
@@ -77,30 +77,19 @@ pub struct Children {
     pub network_policy: NetworkPolicy,
 }
 
-/// Name of every child of a Function: the Function's name with `-fn`, so it
-/// never collides with its App's children.
+/// Name of every child of a Function ([`naming::function_child`]).
 pub fn child_name(function: &Function) -> String {
-    format!("{}-fn", function.name_any())
+    naming::function_child(&function.name_any())
 }
 
-/// Labels on every child of the Function. No stage label: the App's pod
-/// selector is its app and stage labels, and a function pod carrying both
-/// would be counted (and served) as one of the App's pods.
+/// Labels on every child of the Function ([`naming::function_labels`]).
 pub fn labels(function: &Function) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (NAME_LABEL.to_string(), function.name_any()),
-        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-        (APP_LABEL.to_string(), function.spec.app.clone()),
-        (OWNER_KIND_LABEL.to_string(), "Function".to_string()),
-    ])
+    naming::function_labels(&function.name_any(), &function.spec.app)
 }
 
 /// The label selector of the Function's pods.
 pub fn selector_labels(function: &Function) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (NAME_LABEL.to_string(), function.name_any()),
-        (OWNER_KIND_LABEL.to_string(), "Function".to_string()),
-    ])
+    naming::function_selector(&function.name_any())
 }
 
 fn metadata(function: &Function) -> ObjectMeta {
@@ -327,10 +316,7 @@ pub fn network_policy(function: &Function, app: &App) -> NetworkPolicy {
     let spec = &function.spec;
     let app_pods = NetworkPolicyPeer {
         pod_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([
-                (APP_LABEL.to_string(), spec.app.clone()),
-                (OWNER_KIND_LABEL.to_string(), "App".to_string()),
-            ])),
+            match_labels: Some(naming::app_pods(&spec.app)),
             ..LabelSelector::default()
         }),
         ..NetworkPolicyPeer::default()

@@ -8,50 +8,54 @@
 
 pub mod build;
 pub mod status;
+mod wiring;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::events::Recorder;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
-use tracing::{instrument, warn};
+use tracing::instrument;
 use winky_crds::{App, Function};
 
 use self::build::{Children, Workload};
 use self::status::{Invalid, Outcome};
-use crate::apply::{apply, apply_status, delete_stale};
-use crate::context::{Backoffs, Settings};
+pub use self::wiring::controller;
+use crate::apply::{apply, delete_stale};
+use crate::context::{ControllerContext, Core, Settings};
+use crate::driver;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::metrics::Metrics;
+use crate::index::{AppKey, ByApp};
+use crate::listed::Listed;
+use crate::metrics::ReconcileResult;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "function";
 
 /// Shared state of the Function controller.
 pub struct FunctionContext {
-    pub client: kube::Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
+    /// Client, Events, metrics and backoffs.
+    pub core: Core,
+    /// What the operator can provide.
     pub settings: Settings,
     /// Every App in scope: a Function needs its App.
     pub apps: Store<App>,
     /// Metadata of the workloads the operator manages, to delete the one a
     /// changed trigger no longer uses.
     pub deployments: Store<PartialObjectMeta<Deployment>>,
+    /// See `deployments`.
     pub services: Store<PartialObjectMeta<Service>>,
+    /// See `deployments`.
     pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
     /// Resolves once the caches above have listed.
-    pub listed: crate::listed::Listed,
-    pub backoffs: Backoffs,
+    pub listed: Listed,
 }
 
 impl std::fmt::Debug for FunctionContext {
@@ -60,42 +64,27 @@ impl std::fmt::Debug for FunctionContext {
     }
 }
 
-fn key(function: &Function) -> String {
-    format!(
-        "{}/{}",
-        function.namespace().unwrap_or_default(),
-        function.name_any()
-    )
+impl ControllerContext for FunctionContext {
+    const NAME: &'static str = CONTROLLER;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
 }
 
 /// Reconciles one Function.
 #[instrument(skip(function, ctx), fields(function = %function.name_any(), namespace = function.namespace().unwrap_or_default()))]
 pub async fn reconcile(function: Arc<Function>, ctx: Arc<FunctionContext>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_function(&function, &ctx).await?;
-    ctx.backoffs.reset(&key(&function));
-    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
-    // The App is watched: a missing one wakes its Functions when it appears.
-    Ok(Action::await_change())
-}
-
-/// Requeues a failed reconcile with exponential backoff and jitter.
-pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<FunctionContext>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    let delay = ctx.backoffs.next(&key(&function));
-    warn!(function = %function.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    driver::reconcile(function.as_ref(), ctx.as_ref(), async {
+        // The App is watched: a missing one wakes its Functions when it appears.
+        Ok((reconcile_function(&function, &ctx).await?, Action::await_change()))
+    })
+    .await
 }
 
 /// The Functions of `app`, to reconcile when it changes.
-pub fn functions_of_app(functions: &Store<Function>, app: &App) -> Vec<ObjectRef<Function>> {
-    let (name, namespace) = (app.name_any(), app.namespace());
-    functions
-        .state()
-        .into_iter()
-        .filter(|f| f.spec.app == name && f.namespace() == namespace)
-        .map(|f| ObjectRef::from_obj(&*f))
-        .collect()
+pub fn functions_of_app(functions_by_app: &ByApp<Function>, app: &App) -> Vec<ObjectRef<Function>> {
+    AppKey::of(app).map_or_else(Vec::new, |key| functions_by_app.get(&key))
 }
 
 /// Checks what the schema cannot: the App exists, Vault is there if asked for.
@@ -117,10 +106,10 @@ pub fn validate<'a>(
     Ok(app)
 }
 
-async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Result<&'static str> {
+async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Result<ReconcileResult> {
     if function.metadata.deletion_timestamp.is_some() {
         // Children carry owner references: the garbage collector removes them.
-        return Ok("deleting");
+        return Ok(ReconcileResult::Deleting);
     }
     let namespace = function.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     // A cache that has not listed yet would report every App missing.
@@ -132,10 +121,10 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
     match validate(function, app.as_deref(), &ctx.settings) {
         Err(invalid) => {
             write_status(function, &Outcome::Invalid(&invalid), None, now, ctx).await?;
-            Ok("invalid")
+            Ok(ReconcileResult::Invalid)
         }
         Ok(app) => {
-            let revision = crate::app::validate::revision(app);
+            let revision = crate::revision::of(app);
             let children = build::children(function, app, &revision);
             let reference = children.workload.reference();
             match apply_children(ctx, function, &namespace, children).await? {
@@ -155,7 +144,7 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
                     write_status(function, &outcome, Some(reference), now, ctx).await?
                 }
             }
-            Ok("success")
+            Ok(ReconcileResult::Success)
         }
     }
 }
@@ -178,7 +167,7 @@ async fn apply_children(
         service_account,
         network_policy,
     } = children;
-    let client = &ctx.client;
+    let client = &ctx.core.client;
     // The policy first: the pods never run without it.
     apply(client, &network_policy).await?;
     apply(client, &service_account).await?;
@@ -215,15 +204,13 @@ async fn write_status(
     ctx: &FunctionContext,
 ) -> Result<()> {
     let mut old = function.status.clone().unwrap_or_default();
+    // status.emulator belongs to the emulator's field manager: never sent here.
     old.emulator = None;
     let new = status::desired_status(function, outcome, workload, now);
-    if new == old {
-        return Ok(());
-    }
-    apply_status(&ctx.client, function, &new).await?;
-    let events = events::for_transitions(&old.conditions, &new.conditions);
-    events::publish(&ctx.recorder, &function.object_ref(&()), events).await;
-    Ok(())
+    driver::write_status(ctx, function, &old, &new, |old, new| {
+        events::for_transitions(&old.conditions, &new.conditions)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use k8s_openapi::jiff::Timestamp;
 use winky_crds::Function;
 use winky_crds::function::{FunctionStatus, WorkloadRef};
 
-use crate::app::status::{rollout, rollout_conditions};
 use crate::conditions::{self, ConditionSpec, DEGRADED, PROGRESSING, READY};
+use crate::rollout::{rollout, rollout_conditions};
 
 /// Why a Function cannot run. Each variant is a condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod status;
 pub mod sync;
 mod timeouts;
+mod wiring;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,34 +42,29 @@ use winky_crds::{GitSource, PromotionPolicy};
 use self::fetch::Credentials;
 use self::manifests::SourceRef;
 use self::status::{Outcome, short};
+pub use self::wiring::controller;
 use crate::agents::{self, AgentRules};
-use crate::apply::apply_status;
-use crate::context::Backoffs;
-use crate::error::{Error, Result};
+use crate::context::{ControllerContext, Core};
+use crate::driver;
+use crate::error::Result;
 use crate::events;
-use crate::events::Recorder;
 use crate::github::GitHub;
-use crate::metrics::Metrics;
+use crate::listed::Listed;
+use crate::metrics::ReconcileResult;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "gitsource";
 
 /// Shared state of the GitSource controller.
 pub struct GitSourceContext {
-    /// API client.
-    pub client: Client,
-    /// Publishes Events.
-    pub recorder: Recorder,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// Client, Events, metrics and backoffs.
+    pub core: Core,
     /// Where the bare cache repositories live, one per GitSource.
     pub cache_dir: PathBuf,
-    /// Retry delays of failing sources.
-    pub backoffs: Backoffs,
     /// Every PromotionPolicy: who the agents are.
     pub policies: Store<PromotionPolicy>,
     /// Resolves once the caches above have listed.
-    pub listed: crate::listed::Listed,
+    pub listed: Listed,
 }
 
 impl std::fmt::Debug for GitSourceContext {
@@ -79,8 +75,12 @@ impl std::fmt::Debug for GitSourceContext {
     }
 }
 
-fn key(source: &GitSource) -> String {
-    format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any())
+impl ControllerContext for GitSourceContext {
+    const NAME: &'static str = CONTROLLER;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
 }
 
 /// What a sync did, for status, Events and the next wake-up.
@@ -93,15 +93,22 @@ struct Synced {
 /// Reconciles one GitSource: one sync.
 #[instrument(skip(source, ctx), fields(gitsource = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
 pub async fn reconcile(source: Arc<GitSource>, ctx: Arc<GitSourceContext>) -> Result<Action> {
-    let started = Instant::now();
     if source.meta().deletion_timestamp.is_some() {
         // What it applied stays: deleting a source must not delete the apps.
+        // Not counted: there was nothing to do.
         return Ok(Action::await_change());
     }
+    driver::reconcile(source.as_ref(), ctx.as_ref(), sync_and_report(&source, &ctx)).await
+}
+
+/// Syncs, writes the status, reports to GitHub and publishes the Events;
+/// decides when to look again. A failed sync is not an `Err`: it is in the
+/// status, and it backs off here, never beyond the interval.
+async fn sync_and_report(source: &GitSource, ctx: &GitSourceContext) -> Result<(ReconcileResult, Action)> {
     ctx.listed.wait().await;
     let namespace = source.namespace().unwrap_or_default();
     let github = match &source.spec.github {
-        Some(spec) => Some(GitHub::connect(&ctx.client, &namespace, spec).await),
+        Some(spec) => Some(GitHub::connect(&ctx.core.client, &namespace, spec).await),
         None => None,
     };
     let synced = match &github {
@@ -113,61 +120,42 @@ pub async fn reconcile(source: Arc<GitSource>, ctx: Arc<GitSourceContext>) -> Re
             },
             fetched: None,
         },
-        Some(Ok(github)) => sync(&source, &ctx, Some(github)).await,
-        None => sync(&source, &ctx, None).await,
+        Some(Ok(github)) => sync(source, ctx, Some(github)).await,
+        None => sync(source, ctx, None).await,
     };
     let old = source.status.clone().unwrap_or_default();
     let new = status::desired_status(
-        &source,
+        source,
         &synced.outcome,
         synced.fetched.as_deref(),
         Timestamp::now(),
     );
-    if new != old {
-        apply_status(&ctx.client, source.as_ref(), &new).await?;
-    }
+    driver::apply_changed_status(ctx, source, &old, &new).await?;
     if let Some(Ok(github)) = &github {
-        report_sync(github, &source, &old, &new, &synced.outcome, &ctx).await;
+        report_sync(github, source, &old, &new, &synced.outcome, ctx).await;
     }
     let pruned = match &synced.outcome {
         Outcome::Applied { pruned, .. } => pruned.as_slice(),
         _ => &[],
     };
     events::publish(
-        &ctx.recorder,
+        &ctx.core.recorder,
         &source.object_ref(&()),
         status::events(&old, &new, pruned),
     )
     .await;
 
-    let key = key(&source);
-    let (result, action) = match &synced.outcome {
-        Outcome::Suspended => ("suspended", Action::await_change()),
-        Outcome::Applied { .. } => {
-            ctx.backoffs.reset(&key);
-            ("success", Action::requeue(interval(&source)))
-        }
+    Ok(match &synced.outcome {
+        Outcome::Suspended => (ReconcileResult::Suspended, Action::await_change()),
+        Outcome::Applied { .. } => (ReconcileResult::Success, Action::requeue(interval(source))),
         // A new commit may come without a webhook: keep looking.
-        Outcome::Refused { .. } => {
-            ctx.backoffs.reset(&key);
-            ("invalid", Action::requeue(interval(&source)))
-        }
+        Outcome::Refused { .. } => (ReconcileResult::Invalid, Action::requeue(interval(source))),
         Outcome::Failed { reason, .. } => {
-            ctx.metrics.failed(CONTROLLER, category(reason));
-            let delay = ctx.backoffs.next(&key).min(interval(&source));
-            ("error", Action::requeue(delay))
+            ctx.core.metrics.failed(CONTROLLER, category(reason));
+            let delay = ctx.core.backoffs.next(&driver::key(source)).min(interval(source));
+            (ReconcileResult::Error, Action::requeue(delay))
         }
-    };
-    ctx.metrics.reconciled(CONTROLLER, result, started.elapsed());
-    Ok(action)
-}
-
-/// Requeues a failed status write with exponential backoff and jitter.
-pub fn error_policy(source: Arc<GitSource>, error: &Error, ctx: Arc<GitSourceContext>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    let delay = ctx.backoffs.next(&key(&source));
-    warn!(gitsource = %source.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    })
 }
 
 /// A low-cardinality metric label for a failure reason.
@@ -247,7 +235,7 @@ async fn report_sync(
     }
     if let Err(e) = github.set_status(commit, "winky/sync", state, &description).await {
         warn!(error = %e, "setting winky/sync");
-        ctx.metrics.failed(CONTROLLER, "github");
+        ctx.core.metrics.failed(CONTROLLER, "github");
         let event = kube::runtime::events::Event {
             type_: kube::runtime::events::EventType::Warning,
             reason: "GitHubStatusFailed".into(),
@@ -258,7 +246,7 @@ async fn report_sync(
             action: "Report".into(),
             secondary: None,
         };
-        events::publish(&ctx.recorder, &source.object_ref(&()), vec![event]).await;
+        events::publish(&ctx.core.recorder, &source.object_ref(&()), vec![event]).await;
     }
 }
 
@@ -282,7 +270,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
     }
     let (namespace, name) = (source.namespace().unwrap_or_default(), source.name_any());
 
-    let credentials = match credentials(source, &ctx.client).await {
+    let credentials = match credentials(source, &ctx.core.client).await {
         Ok(c) => c,
         Err(CredentialsError::Unsupported(message)) => {
             synced.outcome = refused("CredentialsUnsupported", message, None);
@@ -307,7 +295,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
         fetch::fetch_head(&fetch_cache, &url, &branch, credentials.as_ref())
     })
     .await;
-    ctx.metrics.git_fetched(fetch_started.elapsed());
+    ctx.core.metrics.git_fetched(fetch_started.elapsed());
     let head = match fetched {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => {
@@ -401,8 +389,9 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
 
     let apply_started = Instant::now();
     let applied = async {
-        sync::dry_run(&ctx.client, &manifests, &source_ref).await?;
-        sync::apply(&ctx.client, &manifests, &source_ref).await?;
+        let client = &ctx.core.client;
+        sync::dry_run(client, &manifests, &source_ref).await?;
+        sync::apply(client, &manifests, &source_ref).await?;
         let inventory: Vec<InventoryEntry> = {
             let mut entries: Vec<InventoryEntry> = manifests.iter().map(|m| m.entry()).collect();
             entries.sort();
@@ -414,20 +403,20 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
             .cloned()
             .collect();
         let pruned = if source.spec.prune {
-            sync::prune(&ctx.client, &stale, &source_ref).await?
+            sync::prune(client, &stale, &source_ref).await?
         } else {
             Vec::new()
         };
         Ok::<_, sync::SyncError>((inventory, pruned))
     }
     .await;
-    ctx.metrics.git_synced(apply_started.elapsed());
+    ctx.core.metrics.git_synced(apply_started.elapsed());
     synced.outcome = match applied {
         Ok((inventory, pruned)) => {
             if !pruned.is_empty() {
                 info!(pruned = pruned.len(), "pruned what left the repository");
             }
-            ctx.metrics.git_applied(&namespace, &name, Timestamp::now());
+            ctx.core.metrics.git_applied(&namespace, &name, Timestamp::now());
             Outcome::Applied {
                 commit: head.commit,
                 inventory,

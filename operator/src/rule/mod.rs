@@ -12,24 +12,27 @@
 //! Rule that is being deleted.
 
 pub mod publish;
+mod wiring;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{debug, instrument, warn};
+use kube::{Api, ResourceExt};
+use tracing::{debug, instrument};
 use winky_crds::Rule;
 
-use crate::apply::apply_status;
-use crate::context::Backoffs;
+pub use self::wiring::controller;
+use crate::context::{ControllerContext, Core};
+use crate::driver;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::metrics::Metrics;
+use crate::index::{AppKey, ByApp};
+use crate::listed::Listed;
+use crate::metrics::ReconcileResult;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "rule";
@@ -40,23 +43,19 @@ pub const FINALIZER: &str = "winky.dev/unpublish-rule";
 
 /// Shared state of the Rule controller.
 pub struct RuleContext {
-    /// API client.
-    pub client: Client,
-    /// Publishes Events.
-    pub recorder: crate::events::Recorder,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// Client, Events, metrics and backoffs.
+    pub core: Core,
     /// Every Rule in scope.
     pub rules: Store<Rule>,
+    /// Rules by App: a Rule's siblings, a ConfigMap's Rules.
+    pub rules_by_app: ByApp<Rule>,
     /// The runtime ConfigMaps the operator manages, whole: what `rules.json`
     /// holds decides whether it needs applying.
     pub config_maps: Store<ConfigMap>,
     /// Resolves once the ConfigMap cache has listed.
-    pub listed: crate::listed::Listed,
+    pub listed: Listed,
     /// Whether each Rule may be published, so siblings are not re-evaluated.
     pub verdicts: publish::Verdicts,
-    /// Retry delays of failing Rules.
-    pub backoffs: Backoffs,
 }
 
 impl std::fmt::Debug for RuleContext {
@@ -65,18 +64,36 @@ impl std::fmt::Debug for RuleContext {
     }
 }
 
+impl ControllerContext for RuleContext {
+    const NAME: &'static str = CONTROLLER;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
 /// Reconciles one Rule.
 #[instrument(skip(rule, ctx), fields(rule = %rule.name_any(), namespace = rule.namespace().unwrap_or_default()))]
 pub async fn reconcile(rule: Arc<Rule>, ctx: Arc<RuleContext>) -> Result<Action> {
-    let started = Instant::now();
+    driver::reconcile(rule.as_ref(), ctx.as_ref(), async {
+        Ok((
+            ReconcileResult::Success,
+            reconcile_rule(rule.clone(), &ctx).await?,
+        ))
+    })
+    .await
+}
+
+/// Runs the finalizer around [`apply`] and [`cleanup`].
+async fn reconcile_rule(rule: Arc<Rule>, ctx: &RuleContext) -> Result<Action> {
     let namespace = rule.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<Rule> = Api::namespaced(ctx.client.clone(), &namespace);
-    let key = format!("{namespace}/{}", rule.name_any());
+    let api: Api<Rule> = Api::namespaced(ctx.core.client.clone(), &namespace);
+    let key = driver::key(rule.as_ref());
     let uid = rule.uid().unwrap_or_default();
     let action = match finalizer(&api, FINALIZER, rule, |event| async {
         match event {
-            FinalizerEvent::Apply(rule) => apply(&rule, &ctx).await,
-            FinalizerEvent::Cleanup(rule) => cleanup(&rule, &ctx).await,
+            FinalizerEvent::Apply(rule) => apply(&rule, ctx).await,
+            FinalizerEvent::Cleanup(rule) => cleanup(&rule, ctx).await,
         }
     })
     .await
@@ -104,18 +121,7 @@ pub async fn reconcile(rule: Arc<Rule>, ctx: Arc<RuleContext>) -> Result<Action>
         }
         Err(e) => return Err(Error::Finalizer(Box::new(e))),
     };
-    ctx.backoffs.reset(&key);
-    ctx.metrics.reconciled(CONTROLLER, "success", started.elapsed());
     Ok(action)
-}
-
-/// Requeues a failed reconcile with exponential backoff and jitter.
-pub fn error_policy(rule: Arc<Rule>, error: &Error, ctx: Arc<RuleContext>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    let key = format!("{}/{}", rule.namespace().unwrap_or_default(), rule.name_any());
-    let delay = ctx.backoffs.next(&key);
-    warn!(rule = %rule.name_any(), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
@@ -126,11 +132,10 @@ async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     let published = publish_siblings(rule, ctx, None).await?;
     let old = rule.status.clone().unwrap_or_default();
     let new = publish::desired_status(rule, &evaluation, published, Timestamp::now());
-    if new != old {
-        apply_status(&ctx.client, rule, &new).await?;
-        let events = events::for_transitions(&old.conditions, &new.conditions);
-        events::publish(&ctx.recorder, &rule.object_ref(&()), events).await;
-    }
+    driver::write_status(ctx, rule, &old, &new, |old, new| {
+        events::for_transitions(&old.conditions, &new.conditions)
+    })
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -161,19 +166,22 @@ async fn publish_siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>
     };
     let document = publish::document(&siblings(rule, ctx, leaving), &ctx.verdicts);
     if leaving.is_some() || publish::needs_publishing(&cached, &document) {
-        publish::apply_rules(&ctx.client, &namespace, &rule.spec.app, document).await?;
+        publish::apply_rules(&ctx.core.client, &namespace, &rule.spec.app, document).await?;
     }
     Ok(true)
 }
 
 /// The Rules of the same App, `rule` itself as it is now, without `leaving`.
 fn siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Vec<Arc<Rule>> {
-    let namespace = rule.namespace();
+    let namespace = rule.namespace().unwrap_or_default();
+    let key = AppKey::new(namespace, &rule.spec.app);
     let mut rules: Vec<Arc<Rule>> = ctx
-        .rules
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace() == namespace && r.spec.app == rule.spec.app)
+        .rules_by_app
+        .get(&key)
+        .iter()
+        .filter_map(|r| ctx.rules.get(r))
+        // The index follows the store a step behind: what the store holds decides.
+        .filter(|r| r.spec.app == rule.spec.app)
         .filter(|r| r.name_any() != rule.name_any())
         .filter(|r| r.metadata.deletion_timestamp.is_none())
         .collect();
@@ -185,15 +193,12 @@ fn siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Vec<Arc<R
 }
 
 /// The Rules to reconcile when the runtime ConfigMap of an App changes.
-pub fn rules_of_config_map(rules: &Store<Rule>, config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
-    let Some(app) = config_map.labels().get(winky_crds::keys::APP_LABEL) else {
+pub fn rules_of_config_map(rules_by_app: &ByApp<Rule>, config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
+    let (Some(app), Some(namespace)) = (
+        config_map.labels().get(winky_crds::keys::APP_LABEL),
+        config_map.namespace(),
+    ) else {
         return Vec::new();
     };
-    let namespace = config_map.namespace();
-    rules
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace() == namespace && &r.spec.app == app)
-        .map(|r| ObjectRef::from_obj(&*r))
-        .collect()
+    rules_by_app.get(&AppKey::new(namespace, app))
 }

@@ -17,9 +17,9 @@ use winky_policies::CompileError;
 use winky_policies::rules::RuleSet;
 
 use super::RULES_MANAGER;
-use crate::app::build::config_map_name;
 use crate::conditions::{self, ConditionSpec, DEGRADED, READY};
 use crate::error::{Error, Result};
+use crate::naming::runtime_config_map;
 
 /// Key of the published rules in the runtime ConfigMap.
 pub const RULES_KEY: &str = "rules.json";
@@ -108,7 +108,7 @@ pub fn evaluate(rule: &Rule) -> Evaluation {
 
 /// Reference of the runtime ConfigMap of `app` in `namespace`.
 pub fn config_map_ref(namespace: &str, app: &str) -> ObjectRef<ConfigMap> {
-    ObjectRef::new(&config_map_name(app)).within(namespace)
+    ObjectRef::new(&runtime_config_map(app)).within(namespace)
 }
 
 /// sha256 of the part of a Rule that gets published.
@@ -142,7 +142,7 @@ pub fn needs_publishing(cached: &ConfigMap, document: &str) -> bool {
 
 /// Applies `rules.json` of the App's runtime ConfigMap.
 pub async fn apply_rules(client: &Client, namespace: &str, app: &str, document: String) -> Result<()> {
-    let name = config_map_name(app);
+    let name = runtime_config_map(app);
     let patch = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -214,7 +214,7 @@ pub fn condition_specs(rule: &Rule, evaluation: &Evaluation, published: bool) ->
                 format!(
                     "{} tests passed; published to {}",
                     summary.passed,
-                    config_map_name(&rule.spec.app)
+                    runtime_config_map(&rule.spec.app)
                 ),
             ),
             ConditionSpec::new(DEGRADED, false, "AsExpected", ""),
