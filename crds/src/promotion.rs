@@ -10,6 +10,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, RevisionRef};
 
+/// Name of the Promotion of revision `revision` of `app` into `stage`:
+/// `<app>-<stage>-<revision>`.
+pub fn promotion_name(app: &str, stage: &str, revision: &str) -> String {
+    format!("{app}-{stage}-{revision}")
+}
+
+/// Name of the ControllerRevision that keeps revision `revision` of `app`:
+/// `<app>-<revision>`. Its `data` is a [`RevisionSnapshot`].
+pub fn snapshot_name(app: &str, revision: &str) -> String {
+    format!("{app}-{revision}")
+}
+
+/// What the operator keeps of a revision, as the `data` of a
+/// ControllerRevision owned by the App: enough to run the revision in a stage
+/// while the App's spec moves on, and to roll a stage back to it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSnapshot {
+    /// The revision.
+    pub revision: RevisionRef,
+    /// The App's spec at that revision.
+    pub app: crate::app::AppSpec,
+}
+
 /// One revision of an App moving into one stage, created by the operator. Its
 /// spec never changes and its history, gates and approvals are only appended
 /// to: it is the record of every promotion decision.
@@ -27,6 +51,7 @@ use crate::common::{Condition, RevisionRef};
     printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Revision", type_ = "string", json_path = ".spec.revision.id"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Gates", type_ = "string", json_path = ".status.gates[*].state"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = CelRule::new("self == oldSelf").message("a Promotion's spec is immutable; create a new Promotion instead"))]
@@ -62,6 +87,20 @@ pub enum Phase {
     RolledBack,
     /// A newer revision replaced this one before it was promoted.
     Superseded,
+    /// The revision was promoted, then a newer revision was promoted into the
+    /// stage after it; a rollback of the stage goes back to the latest one.
+    Retired,
+}
+
+impl Phase {
+    /// Whether nothing more happens to a Promotion in this phase except a
+    /// later retirement or rollback of a promoted revision.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Phase::Promoted | Phase::Rejected | Phase::RolledBack | Phase::Superseded | Phase::Retired
+        )
+    }
 }
 
 /// Observed state and audit trail of a Promotion.
