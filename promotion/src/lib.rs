@@ -4,8 +4,10 @@
 //!
 //! - [`chatops`]: the commands people type in pull-request comments.
 //! - [`approvals`]: which approvals count for which revision, and why not.
+//! - [`pipeline`]: the Promotions of an App, their gates and phases.
 //! - [`slo`]: the PromQL of the metrics contract and the verdict on its readings.
 
 pub mod approvals;
 pub mod chatops;
+pub mod pipeline;
 pub mod slo;

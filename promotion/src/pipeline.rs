@@ -1,0 +1,674 @@
+//! The pipeline of one App, decided purely: which Promotions exist, what
+//! each gate says, which phase each Promotion is in and what its history
+//! gains. The operator gathers the inputs (the App, its policy, its
+//! Promotions, approvals tallied from GitHub, SLO verdicts from Prometheus,
+//! the ChatOps commands people gave) and writes what [`decide`] returns.
+//!
+//! ```text
+//!  new revision R ─▶ Promotion(R, stage 0) ─ gates hold ─▶ Promoted ─▶ Promotion(R, stage 1) ─▶ …
+//!                      │  emulator · soak · approvals · slo          (the stage's previous
+//!                      │  any gate failed ─▶ Rejected                  Promoted one: Retired)
+//!                      │  a newer revision reached the stage before ─▶ Superseded
+//!                      └  /hold: nothing automatic until /unhold
+//! ```
+//!
+//! Statuses are append-only where the CRD says so: approvals and history
+//! only grow, so every decision stays on record.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use winky_crds::app::EmulatorSummary;
+use winky_crds::common::RevisionRef;
+use winky_crds::policy::Stage;
+use winky_crds::promotion::{
+    Approval, GateResult, GateState, HistoryEntry, Phase, Promotion, PromotionSpec, PromotionStatus,
+    promotion_name,
+};
+
+/// The most history entries a Promotion keeps (the CRD's bound): the last
+/// slot says the record was cut.
+pub const MAX_HISTORY: usize = 128;
+/// The most approvals a Promotion keeps (the CRD's bound).
+pub const MAX_APPROVALS: usize = 64;
+
+/// The App, as the pipeline needs it.
+#[derive(Clone, Debug)]
+pub struct AppView<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its current revision, once the App controller has computed it.
+    pub revision: Option<&'a RevisionRef>,
+    /// The emulator's latest result.
+    pub emulator: Option<&'a EmulatorSummary>,
+}
+
+/// What the approvals gate of one Promotion found (tallied from GitHub).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApprovalsFound {
+    /// Distinct eligible approvers.
+    pub have: i32,
+    /// Every approval seen, counted or not, with why.
+    pub records: Vec<Approval>,
+}
+
+/// A ChatOps command someone gave, already found to be theirs to give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Nothing automatic happens until `/unhold`.
+    Hold,
+    /// Automatic steps resume.
+    Unhold,
+    /// Promote the revision waiting in `stage` (its gates must hold).
+    Promote(String),
+    /// Put back the revision the stage ran before.
+    Rollback(String),
+}
+
+/// One command and who gave it, when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Given {
+    /// The command.
+    pub command: Command,
+    /// GitHub login.
+    pub by: String,
+    /// When it was given.
+    pub at: Timestamp,
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    /// The App.
+    pub app: AppView<'a>,
+    /// Its policy's stages, in order.
+    pub stages: &'a [Stage],
+    /// Its Promotions, every stage and revision.
+    pub promotions: &'a [Promotion],
+    /// Approvals per Promotion name, for stages with an approvals gate.
+    pub approvals: &'a BTreeMap<String, ApprovalsFound>,
+    /// The SLO gate's result per Promotion name, for stages with one.
+    pub slo: &'a BTreeMap<String, GateResult>,
+    /// Commands given since the last decision, in order.
+    pub commands: &'a [Given],
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// What to write.
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    /// Promotions to create (their status included).
+    pub create: Vec<Promotion>,
+    /// New statuses of existing Promotions, by name (only those that changed).
+    pub statuses: Vec<(String, PromotionStatus)>,
+    /// What a person should hear about each command, in order.
+    pub replies: Vec<String>,
+    /// When to look again at the latest (a soak ends), if nothing else happens first.
+    pub recheck_in: Option<Duration>,
+}
+
+fn history(at: Timestamp, event: &str, actor: &str, message: impl Into<String>) -> HistoryEntry {
+    HistoryEntry {
+        at: at.to_string(),
+        event: event.into(),
+        actor: actor.into(),
+        message: message.into(),
+    }
+}
+
+/// Appends `entry` unless the history is full; the last free slot records
+/// that the rest was cut (the Events keep it).
+fn push_history(status: &mut PromotionStatus, entry: HistoryEntry) {
+    match status.history.len() {
+        n if n + 1 < MAX_HISTORY => status.history.push(entry),
+        n if n + 1 == MAX_HISTORY => status.history.push(HistoryEntry {
+            event: "HistoryFull".into(),
+            message: "the history is full; later events are only Kubernetes Events".into(),
+            ..entry
+        }),
+        _ => {}
+    }
+}
+
+fn new_promotion(
+    app: &str,
+    stage: &str,
+    revision: &RevisionRef,
+    now: Timestamp,
+    message: String,
+) -> Promotion {
+    let mut promotion = Promotion::new(
+        &promotion_name(app, stage, &revision.id),
+        PromotionSpec {
+            app: app.into(),
+            stage: stage.into(),
+            revision: revision.clone(),
+        },
+    );
+    let mut status = PromotionStatus::default();
+    push_history(&mut status, history(now, "Created", "operator", message));
+    promotion.status = Some(status);
+    promotion
+}
+
+/// The history events that say which phase a Promotion is in and why.
+const PHASE_EVENTS: [&str; 10] = [
+    "Created",
+    "Verifying",
+    "AwaitingApproval",
+    "GatesPassed",
+    "Promoted",
+    "Rejected",
+    "Superseded",
+    "Retired",
+    "RolledBack",
+    "Restored",
+];
+
+/// The working set: every Promotion with the status it will have.
+struct Book {
+    items: Vec<(Promotion, bool)>,
+}
+
+impl Book {
+    fn find(&self, stage: &str, revision: &str) -> Option<usize> {
+        self.items
+            .iter()
+            .position(|(p, _)| p.spec.stage == stage && p.spec.revision.id == revision)
+    }
+
+    fn status(&mut self, index: usize) -> &mut PromotionStatus {
+        self.items[index]
+            .0
+            .status
+            .get_or_insert_with(PromotionStatus::default)
+    }
+
+    fn phase(&self, index: usize) -> Phase {
+        self.items[index]
+            .0
+            .status
+            .as_ref()
+            .map(|s| s.phase)
+            .unwrap_or_default()
+    }
+
+    fn in_stage(&self, stage: &str) -> impl Iterator<Item = usize> + '_ {
+        let stage = stage.to_string();
+        (0..self.items.len()).filter(move |&i| self.items[i].0.spec.stage == stage)
+    }
+
+    /// The time of the latest `event` in a Promotion's history.
+    fn when(&self, index: usize, event: &str) -> Option<Timestamp> {
+        self.items[index]
+            .0
+            .status
+            .as_ref()?
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.event == event)
+            .and_then(|h| h.at.parse().ok())
+    }
+
+    /// Moves Promotion `index` to `phase`, recording `event` unless it is
+    /// what the history already says of the current phase (so a quiet
+    /// decision writes nothing, but "waiting for approvals" then "every
+    /// gate holds" are both on record).
+    fn set_phase(
+        &mut self,
+        index: usize,
+        phase: Phase,
+        at: Timestamp,
+        actor: &str,
+        event: &str,
+        message: String,
+    ) {
+        let status = self.status(index);
+        let last_phase_event = status
+            .history
+            .iter()
+            .rev()
+            .find(|h| PHASE_EVENTS.contains(&h.event.as_str()))
+            .map(|h| h.event.as_str());
+        if status.phase != phase || last_phase_event != Some(event) {
+            status.phase = phase;
+            push_history(status, history(at, event, actor, message));
+        }
+    }
+}
+
+/// Decides what the pipeline of `inputs.app` does now.
+pub fn decide(inputs: &Inputs<'_>) -> Decision {
+    let now = inputs.now;
+    let app = inputs.app.name;
+    let mut book = Book {
+        items: inputs.promotions.iter().map(|p| (p.clone(), false)).collect(),
+    };
+    let before: BTreeMap<String, Option<PromotionStatus>> = inputs
+        .promotions
+        .iter()
+        .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.status.clone()))
+        .collect();
+    let mut replies = Vec::new();
+    let mut recheck_in: Option<Duration> = None;
+
+    // A new revision enters the first stage, and supersedes whatever older
+    // revision still waits there.
+    if let (Some(revision), Some(first)) = (inputs.app.revision, inputs.stages.first())
+        && book.find(&first.name, &revision.id).is_none()
+    {
+        for i in book.in_stage(&first.name).collect::<Vec<_>>() {
+            if !book.phase(i).is_final() {
+                book.set_phase(
+                    i,
+                    Phase::Superseded,
+                    now,
+                    "operator",
+                    "Superseded",
+                    format!("revision {} came", revision.id),
+                );
+            }
+        }
+        let message = format!(
+            "revision {} (commit {}) enters {}",
+            revision.id,
+            revision.git_commit.as_deref().unwrap_or("unknown"),
+            first.name
+        );
+        book.items
+            .push((new_promotion(app, &first.name, revision, now, message), true));
+    }
+
+    // Commands first: they change what the gates may do.
+    let mut promote_requests: Vec<(String, String)> = Vec::new();
+    for given in inputs.commands {
+        let reply = match &given.command {
+            Command::Hold | Command::Unhold => {
+                let hold = given.command == Command::Hold;
+                let mut touched = 0;
+                for i in 0..book.items.len() {
+                    if book.phase(i).is_final() || book.status(i).held == hold {
+                        continue;
+                    }
+                    let status = book.status(i);
+                    status.held = hold;
+                    let (event, message) = if hold {
+                        ("Held", "nothing automatic happens until /unhold")
+                    } else {
+                        ("Unheld", "automatic steps resume")
+                    };
+                    push_history(status, history(given.at, event, &given.by, message));
+                    touched += 1;
+                }
+                match (hold, touched) {
+                    (_, 0) => "nothing was waiting: no promotion changed".to_string(),
+                    (true, n) => format!("held {n} promotion(s): nothing automatic happens until /unhold"),
+                    (false, n) => format!("released {n} promotion(s)"),
+                }
+            }
+            Command::Promote(stage) => {
+                promote_requests.push((stage.clone(), given.by.clone()));
+                format!("promotion into {stage} requested: it happens when every gate of {stage} holds")
+            }
+            Command::Rollback(stage) => rollback(&mut book, stage, given),
+        };
+        replies.push(reply);
+    }
+
+    // Gates and phases, stage by stage, so a promotion in one stage can open the next.
+    for (k, stage) in inputs.stages.iter().enumerate() {
+        let waiting: Vec<usize> = book
+            .in_stage(&stage.name)
+            .filter(|&i| !book.phase(i).is_final())
+            .collect();
+        for i in waiting {
+            let name = book.items[i].0.metadata.name.clone().unwrap_or_default();
+            let revision = book.items[i].0.spec.revision.id.clone();
+            let mut gates = Vec::new();
+            if stage.gates.emulator {
+                gates.push(emulator_gate(&book, inputs, &revision, now));
+            }
+            if let Some(soak) = &stage.gates.soak {
+                let (gate, left) = soak_gate(&book, inputs, k, &revision, soak, now, i);
+                if let Some(left) = left {
+                    recheck_in = Some(recheck_in.map_or(left, |r| r.min(left)));
+                }
+                gates.push(gate);
+            }
+            if let Some(approvals) = &stage.gates.approvals {
+                let found = inputs.approvals.get(&name).cloned().unwrap_or_default();
+                let state = if found.have >= approvals.count {
+                    GateState::Passed
+                } else {
+                    GateState::Waiting
+                };
+                gates.push(GateResult {
+                    name: "approvals".into(),
+                    state,
+                    have: Some(found.have),
+                    need: Some(approvals.count),
+                    evidence: Some(format!(
+                        "{} of {} eligible approvals",
+                        found.have, approvals.count
+                    )),
+                    ..Default::default()
+                });
+                record_approvals(book.status(i), &found.records);
+            }
+            if stage.gates.slo.is_some() {
+                gates.push(inputs.slo.get(&name).cloned().unwrap_or_else(|| GateResult {
+                    name: "slo".into(),
+                    state: GateState::Waiting,
+                    evidence: Some("no reading yet".into()),
+                    ..Default::default()
+                }));
+            }
+            record_gates(book.status(i), gates, now);
+            let status = book.status(i).clone();
+            let failed = status.gates.iter().find(|g| g.state == GateState::Failed);
+            let all_passed = status.gates.iter().all(|g| g.state == GateState::Passed);
+            let requested = promote_requests
+                .iter()
+                .find(|(s, _)| *s == stage.name)
+                .map(|(_, by)| by.clone());
+            if let Some(gate) = failed {
+                let message = format!(
+                    "gate {} failed: {}",
+                    gate.name,
+                    gate.evidence.clone().unwrap_or_default()
+                );
+                book.set_phase(i, Phase::Rejected, now, "operator", "Rejected", message);
+            } else if all_passed && status.held {
+                book.set_phase(
+                    i,
+                    Phase::AwaitingApproval,
+                    now,
+                    "operator",
+                    "GatesPassed",
+                    "every gate holds; held by /hold".into(),
+                );
+            } else if all_passed && (stage.auto_promote || requested.is_some()) {
+                let actor = requested.unwrap_or_else(|| "operator".into());
+                promote(&mut book, i, &stage.name, &revision, now, &actor);
+                if let Some(next) = inputs.stages.get(k + 1) {
+                    let promoted = book.items[i].0.spec.revision.clone();
+                    open_next_stage(&mut book, app, next, &promoted, now);
+                }
+            } else if all_passed {
+                book.set_phase(
+                    i,
+                    Phase::AwaitingApproval,
+                    now,
+                    "operator",
+                    "GatesPassed",
+                    format!("every gate holds; /promote {} promotes it", stage.name),
+                );
+            } else if status
+                .gates
+                .iter()
+                .any(|g| g.name == "approvals" && g.state == GateState::Waiting)
+                && status
+                    .gates
+                    .iter()
+                    .all(|g| g.name == "approvals" || g.state == GateState::Passed)
+            {
+                book.set_phase(
+                    i,
+                    Phase::AwaitingApproval,
+                    now,
+                    "operator",
+                    "AwaitingApproval",
+                    "waiting for approvals".into(),
+                );
+            } else {
+                book.set_phase(
+                    i,
+                    Phase::Verifying,
+                    now,
+                    "operator",
+                    "Verifying",
+                    "waiting for its gates".into(),
+                );
+            }
+        }
+    }
+
+    let mut decision = Decision {
+        replies,
+        recheck_in,
+        ..Default::default()
+    };
+    for (promotion, is_new) in book.items {
+        if is_new {
+            decision.create.push(promotion);
+            continue;
+        }
+        let name = promotion.metadata.name.clone().unwrap_or_default();
+        if before.get(&name) != Some(&promotion.status) {
+            decision
+                .statuses
+                .push((name, promotion.status.unwrap_or_default()));
+        }
+    }
+    decision
+}
+
+/// The emulator gate: the revision's emulator result, from the App while it
+/// is current, else from the first stage's Promotion of the same revision.
+fn emulator_gate(book: &Book, inputs: &Inputs<'_>, revision: &str, now: Timestamp) -> GateResult {
+    let from_app = inputs.app.emulator.filter(|e| e.revision == revision).map(|e| {
+        let state = if e.passed {
+            GateState::Passed
+        } else {
+            GateState::Failed
+        };
+        (
+            state,
+            format!("{}/{} checks passed", e.checks - e.failed, e.checks),
+        )
+    });
+    let from_first_stage = || {
+        let first = inputs.stages.first()?;
+        let i = book.find(&first.name, revision)?;
+        let gate = book.items[i]
+            .0
+            .status
+            .as_ref()?
+            .gates
+            .iter()
+            .find(|g| g.name == "emulator")?
+            .clone();
+        (gate.state != GateState::Waiting && gate.state != GateState::Pending)
+            .then(|| (gate.state, gate.evidence.unwrap_or_default()))
+    };
+    let (state, evidence) = from_app.or_else(from_first_stage).unwrap_or((
+        GateState::Waiting,
+        format!("waiting for the emulator's result for {revision}"),
+    ));
+    GateResult {
+        name: "emulator".into(),
+        state,
+        at: Some(now.to_string()),
+        evidence: Some(evidence),
+        ..Default::default()
+    }
+}
+
+/// The soak gate: time spent in the previous stage (for the first stage:
+/// since the Promotion was created). Returns the time left, when waiting.
+fn soak_gate(
+    book: &Book,
+    inputs: &Inputs<'_>,
+    k: usize,
+    revision: &str,
+    soak: &str,
+    now: Timestamp,
+    this: usize,
+) -> (GateResult, Option<Duration>) {
+    let need = crate::slo::parse_duration(soak).unwrap_or(Duration::ZERO);
+    let (since, place) = match k.checked_sub(1).and_then(|p| inputs.stages.get(p)) {
+        Some(previous) => (
+            book.find(&previous.name, revision)
+                .and_then(|i| book.when(i, "Promoted")),
+            previous.name.as_str(),
+        ),
+        None => (book.when(this, "Created"), "the pipeline"),
+    };
+    let spent = since
+        .map(|s| Duration::from_secs(now.duration_since(s).as_secs().max(0) as u64))
+        .unwrap_or(Duration::ZERO);
+    let passed = since.is_some() && spent >= need;
+    let gate = GateResult {
+        name: "soak".into(),
+        state: if passed {
+            GateState::Passed
+        } else {
+            GateState::Waiting
+        },
+        evidence: Some(format!(
+            "{} of {} in {place}",
+            human(spent.min(need)),
+            human(need)
+        )),
+        ..Default::default()
+    };
+    (
+        gate,
+        (!passed).then(|| need.saturating_sub(spent).max(Duration::from_secs(1))),
+    )
+}
+
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Keeps each gate's `at` while its state holds, and records changes of state in history.
+fn record_gates(status: &mut PromotionStatus, gates: Vec<GateResult>, now: Timestamp) {
+    for mut gate in gates {
+        let previous = status.gates.iter().find(|g| g.name == gate.name).cloned();
+        match &previous {
+            Some(p) if p.state == gate.state => gate.at = p.at.clone(),
+            _ => {
+                gate.at = Some(now.to_string());
+                let event = match gate.state {
+                    GateState::Passed => "GatePassed",
+                    GateState::Failed => "GateFailed",
+                    GateState::Waiting | GateState::Pending => "GateWaiting",
+                };
+                let message = format!("{}: {}", gate.name, gate.evidence.clone().unwrap_or_default());
+                push_history(status, history(now, event, "operator", message));
+            }
+        }
+        status.gates.retain(|g| g.name != gate.name);
+        status.gates.push(gate);
+    }
+    status.gates.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Appends the approvals not on record yet (the list is append-only).
+fn record_approvals(status: &mut PromotionStatus, records: &[Approval]) {
+    for record in records {
+        if status.approvals.len() >= MAX_APPROVALS {
+            break;
+        }
+        if !status.approvals.contains(record) {
+            status.approvals.push(record.clone());
+        }
+    }
+}
+
+/// Promotes Promotion `i` into `stage`; the stage's previous Promoted one is Retired.
+fn promote(book: &mut Book, i: usize, stage: &str, revision: &str, now: Timestamp, actor: &str) {
+    for j in book.in_stage(stage).collect::<Vec<_>>() {
+        if j != i && book.phase(j) == Phase::Promoted {
+            book.set_phase(
+                j,
+                Phase::Retired,
+                now,
+                actor,
+                "Retired",
+                format!("{revision} was promoted into {stage}"),
+            );
+        }
+    }
+    let message = if actor == "operator" {
+        format!("every gate holds: {revision} runs in {stage}")
+    } else {
+        format!("every gate holds; {actor} asked: {revision} runs in {stage}")
+    };
+    book.set_phase(i, Phase::Promoted, now, actor, "Promoted", message);
+}
+
+/// Opens `next` for `revision` after it was promoted into the stage before,
+/// superseding what older revision still waits there.
+fn open_next_stage(book: &mut Book, app: &str, next: &Stage, revision: &RevisionRef, now: Timestamp) {
+    if book.find(&next.name, &revision.id).is_some() {
+        return;
+    }
+    for j in book.in_stage(&next.name).collect::<Vec<_>>() {
+        if !book.phase(j).is_final() {
+            book.set_phase(
+                j,
+                Phase::Superseded,
+                now,
+                "operator",
+                "Superseded",
+                format!("revision {} came", revision.id),
+            );
+        }
+    }
+    let message = format!("revision {} enters {}", revision.id, next.name);
+    book.items
+        .push((new_promotion(app, &next.name, revision, now, message), true));
+}
+
+/// `/rollback <stage>`: the stage's Promoted revision is RolledBack and the
+/// latest Retired one runs again. Sticky: the rolled-back revision is never
+/// promoted again automatically.
+fn rollback(book: &mut Book, stage: &str, given: &Given) -> String {
+    let current = book.in_stage(stage).find(|&i| book.phase(i) == Phase::Promoted);
+    let Some(current) = current else {
+        return format!("nothing to roll back: no revision runs in {stage}");
+    };
+    let previous = book
+        .in_stage(stage)
+        .filter(|&i| book.phase(i) == Phase::Retired)
+        .max_by_key(|&i| book.when(i, "Retired"));
+    let Some(previous) = previous else {
+        return format!("nothing to roll back to: {stage} ran no revision before");
+    };
+    let (from, to) = (
+        book.items[current].0.spec.revision.id.clone(),
+        book.items[previous].0.spec.revision.id.clone(),
+    );
+    let by = given.by.as_str();
+    book.set_phase(
+        current,
+        Phase::RolledBack,
+        given.at,
+        by,
+        "RolledBack",
+        format!("{stage} goes back to {to}"),
+    );
+    book.set_phase(
+        previous,
+        Phase::Promoted,
+        given.at,
+        by,
+        "Restored",
+        format!("{stage} runs {to} again, instead of {from}"),
+    );
+    format!("{stage} rolled back from {from} to {to}")
+}
+
+#[cfg(test)]
+mod tests;

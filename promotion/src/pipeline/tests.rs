@@ -1,0 +1,395 @@
+use super::*;
+use winky_crds::policy::{ApprovalGate, Gates, SloGate};
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn revision(id: &str) -> RevisionRef {
+    RevisionRef {
+        id: id.into(),
+        git_commit: Some(format!("{id}-commit")),
+        pull_request: Some(7),
+        image: "notes:1".into(),
+    }
+}
+
+fn stage(name: &str, auto: bool, gates: Gates) -> Stage {
+    Stage {
+        name: name.into(),
+        namespace: None,
+        auto_promote: auto,
+        gates,
+        rollback: None,
+    }
+}
+
+/// preview (auto, emulator) → staging (auto, emulator + soak 10m) → production (2 approvals, slo).
+fn stages() -> Vec<Stage> {
+    vec![
+        stage(
+            "preview",
+            true,
+            Gates {
+                emulator: true,
+                ..Default::default()
+            },
+        ),
+        stage(
+            "staging",
+            true,
+            Gates {
+                emulator: true,
+                soak: Some("10m".into()),
+                ..Default::default()
+            },
+        ),
+        stage(
+            "production",
+            false,
+            Gates {
+                approvals: Some(ApprovalGate {
+                    count: 2,
+                    eligible: None,
+                }),
+                slo: Some(SloGate {
+                    observe: Some("staging".into()),
+                    window: "10m".into(),
+                    availability: Some("99.5".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+fn emulator(revision: &str, passed: bool) -> EmulatorSummary {
+    EmulatorSummary {
+        revision: revision.into(),
+        passed,
+        checks: 11,
+        failed: if passed { 0 } else { 2 },
+        ..Default::default()
+    }
+}
+
+/// Applies a decision to the Promotions, as the operator's writes would.
+fn apply(promotions: &mut Vec<Promotion>, decision: &Decision) {
+    for (name, status) in &decision.statuses {
+        let p = promotions
+            .iter_mut()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        p.status = Some(status.clone());
+    }
+    promotions.extend(decision.create.iter().cloned());
+}
+
+struct World {
+    stages: Vec<Stage>,
+    promotions: Vec<Promotion>,
+    approvals: BTreeMap<String, ApprovalsFound>,
+    slo: BTreeMap<String, GateResult>,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            stages: stages(),
+            promotions: Vec::new(),
+            approvals: BTreeMap::new(),
+            slo: BTreeMap::new(),
+        }
+    }
+
+    fn step(
+        &mut self,
+        rev: Option<&RevisionRef>,
+        emu: Option<&EmulatorSummary>,
+        commands: &[Given],
+        now: Timestamp,
+    ) -> Decision {
+        let inputs = Inputs {
+            app: AppView {
+                name: "notes",
+                revision: rev,
+                emulator: emu,
+            },
+            stages: &self.stages,
+            promotions: &self.promotions,
+            approvals: &self.approvals,
+            slo: &self.slo,
+            commands,
+            now,
+        };
+        let decision = decide(&inputs);
+        apply(&mut self.promotions, &decision);
+        decision
+    }
+
+    fn phase(&self, stage: &str, rev: &str) -> Option<Phase> {
+        self.promotions
+            .iter()
+            .find(|p| p.spec.stage == stage && p.spec.revision.id == rev)
+            .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default())
+    }
+
+    fn events(&self, stage: &str, rev: &str) -> Vec<String> {
+        self.promotions
+            .iter()
+            .find(|p| p.spec.stage == stage && p.spec.revision.id == rev)
+            .map(|p| {
+                p.status
+                    .iter()
+                    .flat_map(|s| s.history.iter())
+                    .map(|h| h.event.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn given(command: Command, by: &str, t: i64) -> Given {
+    Given {
+        command,
+        by: by.into(),
+        at: at(t),
+    }
+}
+
+#[test]
+fn a_revision_moves_through_the_stages_as_its_gates_hold() {
+    let mut w = World::new();
+    let r1 = revision("r-1");
+    // The emulator has not reported yet: preview waits.
+    let d = w.step(Some(&r1), None, &[], at(0));
+    assert_eq!(d.create.len(), 1);
+    assert_eq!(d.create[0].metadata.name.as_deref(), Some("notes-preview-r-1"));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Verifying));
+
+    // Emulator passed: preview promoted at once, staging opens and soaks.
+    let d = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(10));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    assert_eq!(w.phase("staging", "r-1"), Some(Phase::Verifying));
+    assert_eq!(
+        d.recheck_in,
+        Some(Duration::from_secs(600)),
+        "the soak ends in 10m"
+    );
+    let staging = w.promotions.iter().find(|p| p.spec.stage == "staging").unwrap();
+    let soak = staging
+        .status
+        .as_ref()
+        .unwrap()
+        .gates
+        .iter()
+        .find(|g| g.name == "soak")
+        .unwrap();
+    assert_eq!(soak.evidence.as_deref(), Some("0s of 10m in preview"));
+
+    // 10 minutes later: staging promoted; production waits for approvals and SLOs.
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(610));
+    assert_eq!(w.phase("staging", "r-1"), Some(Phase::Promoted));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::Verifying));
+
+    // SLOs hold and one approval: still waiting for approvals.
+    w.slo.insert(
+        "notes-production-r-1".into(),
+        GateResult {
+            name: "slo".into(),
+            state: GateState::Passed,
+            evidence: Some("availability 99.9".into()),
+            ..Default::default()
+        },
+    );
+    w.approvals.insert(
+        "notes-production-r-1".into(),
+        ApprovalsFound {
+            have: 1,
+            records: vec![],
+        },
+    );
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(700));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::AwaitingApproval));
+
+    // Two approvals: every gate holds, but production is not autoPromote.
+    w.approvals.insert(
+        "notes-production-r-1".into(),
+        ApprovalsFound {
+            have: 2,
+            records: vec![],
+        },
+    );
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(710));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::AwaitingApproval));
+    let events = w.events("production", "r-1");
+    assert_eq!(events.last().map(String::as_str), Some("GatesPassed"));
+
+    // /promote production.
+    let d = w.step(
+        Some(&r1),
+        Some(&emulator("r-1", true)),
+        &[given(Command::Promote("production".into()), "alice", 720)],
+        at(720),
+    );
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::Promoted));
+    assert!(d.replies[0].contains("production"), "{:?}", d.replies);
+    let history = &w
+        .promotions
+        .iter()
+        .find(|p| p.spec.stage == "production")
+        .unwrap()
+        .status
+        .as_ref()
+        .unwrap()
+        .history;
+    let promoted = history.iter().find(|h| h.event == "Promoted").unwrap();
+    assert_eq!(promoted.actor, "alice");
+
+    // Nothing changes on a quiet step: no writes.
+    let quiet = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(730));
+    assert!(quiet.statuses.is_empty() && quiet.create.is_empty(), "{quiet:?}");
+}
+
+#[test]
+fn a_failed_emulator_rejects_and_a_new_revision_supersedes() {
+    let mut w = World::new();
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), Some(&emulator("r-1", false)), &[], at(0));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Rejected));
+    // r-2 arrives while r-1 is rejected; r-3 arrives while r-2 still waits: r-2 is superseded.
+    w.step(Some(&r2), None, &[], at(5));
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Verifying));
+    let r3 = revision("r-3");
+    w.step(Some(&r3), None, &[], at(6));
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Superseded));
+    assert_eq!(
+        w.phase("preview", "r-1"),
+        Some(Phase::Rejected),
+        "a final phase stays"
+    );
+}
+
+#[test]
+fn hold_blocks_every_automatic_step_until_unhold() {
+    let mut w = World::new();
+    let r1 = revision("r-1");
+    // The revision entering preview is held at once.
+    let d = w.step(Some(&r1), None, &[given(Command::Hold, "bob", 0)], at(0));
+    assert_eq!(
+        d.replies,
+        ["held 1 promotion(s): nothing automatic happens until /unhold"]
+    );
+    let d = w.step(Some(&r1), None, &[given(Command::Hold, "bob", 1)], at(1));
+    assert_eq!(d.replies, ["nothing was waiting: no promotion changed"]);
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(2));
+    assert_eq!(
+        w.phase("preview", "r-1"),
+        Some(Phase::AwaitingApproval),
+        "held: not promoted"
+    );
+    let d = w.step(
+        Some(&r1),
+        Some(&emulator("r-1", true)),
+        &[given(Command::Unhold, "bob", 3)],
+        at(3),
+    );
+    assert_eq!(d.replies, ["released 1 promotion(s)"]);
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    let events = w.events("preview", "r-1");
+    assert!(
+        events.contains(&"Held".to_string()) && events.contains(&"Unheld".to_string()),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_rollback_puts_back_the_previous_revision_and_sticks() {
+    let mut w = World::new();
+    w.stages.truncate(1);
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(0));
+    w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(10));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Retired));
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Promoted));
+    let d = w.step(
+        Some(&r2),
+        Some(&emulator("r-2", true)),
+        &[given(Command::Rollback("preview".into()), "alice", 20)],
+        at(20),
+    );
+    assert_eq!(d.replies, ["preview rolled back from r-2 to r-1"]);
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::RolledBack));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    // The App still says r-2: it is not promoted again automatically.
+    let quiet = w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(30));
+    assert!(quiet.create.is_empty() && quiet.statuses.is_empty(), "{quiet:?}");
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::RolledBack));
+    // Nothing older to go back to.
+    let d = w.step(
+        Some(&r2),
+        None,
+        &[given(Command::Rollback("preview".into()), "alice", 40)],
+        at(40),
+    );
+    assert_eq!(
+        d.replies,
+        ["nothing to roll back to: preview ran no revision before"]
+    );
+}
+
+#[test]
+fn approvals_are_recorded_append_only() {
+    let mut w = World::new();
+    w.stages = vec![stage(
+        "production",
+        true,
+        Gates {
+            approvals: Some(ApprovalGate {
+                count: 1,
+                eligible: None,
+            }),
+            ..Default::default()
+        },
+    )];
+    let r1 = revision("r-1");
+    let record = |login: &str, counted: &str| Approval {
+        login: login.into(),
+        source: Default::default(),
+        url: None,
+        at: at(1).to_string(),
+        counted: Some(counted.into()),
+    };
+    w.approvals.insert(
+        "notes-production-r-1".into(),
+        ApprovalsFound {
+            have: 0,
+            records: vec![record("mallory", "not counted: you opened this pull request")],
+        },
+    );
+    w.step(Some(&r1), None, &[], at(2));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::AwaitingApproval));
+    w.approvals.insert(
+        "notes-production-r-1".into(),
+        ApprovalsFound {
+            have: 1,
+            records: vec![record("alice", "counted")],
+        },
+    );
+    w.step(Some(&r1), None, &[], at(3));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::Promoted));
+    let approvals = &w.promotions[0].status.as_ref().unwrap().approvals;
+    let logins: Vec<&str> = approvals.iter().map(|a| a.login.as_str()).collect();
+    assert_eq!(logins, ["mallory", "alice"], "the refused one stays on record");
+}
+
+#[test]
+fn the_history_is_bounded_and_says_so() {
+    let mut status = PromotionStatus::default();
+    for i in 0..200 {
+        push_history(&mut status, history(at(i), "GateWaiting", "operator", ""));
+    }
+    assert_eq!(status.history.len(), MAX_HISTORY);
+    assert_eq!(status.history.last().unwrap().event, "HistoryFull");
+}
