@@ -154,6 +154,10 @@ pub struct GitSourceStatus {
     /// The commit the last sync attempt was about (applied or refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_commit: Option<String>,
+    /// The pull request that merged the applied commit, when GitHub said
+    /// (`spec.github`); every applied object carries it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_pull_request: Option<i64>,
     /// Commit whose manifests are applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_commit: Option<String>,

@@ -20,3 +20,14 @@ pub const REVISION_ANNOTATION: &str = "winky.dev/revision";
 /// `<namespace>/<name>` of that GitSource. A second GitSource never takes
 /// over an object that carries another's.
 pub const GIT_SOURCE_ANNOTATION: &str = "winky.dev/gitsource";
+/// Label on every child of an App: the App's own namespace. Children in a
+/// stage namespace other than the App's cannot name the App as their owner
+/// (Kubernetes forbids owners across namespaces); this label and
+/// [`APP_LABEL`] say whose they are.
+pub const APP_NAMESPACE_LABEL: &str = "winky.dev/app-namespace";
+/// Label on a stage Namespace the operator created: `<namespace>.<app>` of
+/// the App whose stage it was created for (shortened with a hash when that is
+/// longer than a label value may be).
+pub const STAGE_OF_LABEL: &str = "winky.dev/stage-of";
+/// Pod Security admission's enforce label.
+pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";

@@ -1,6 +1,7 @@
 //! The App controller against the real kube-apiserver and
 //! kube-controller-manager: children, owner references, conditions, one-patch
 //! updates, no-op reconciles, garbage collection and unsatisfiable specs.
+//! Stages of a PromotionPolicy: e2e/tests/stages.rs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -493,7 +494,22 @@ async fn an_unsatisfiable_app_is_degraded_and_recovers_when_its_policy_appears()
         .await
         .expect("recovered in time")
         .unwrap();
-    assert!(get::<Deployment>(&client, ns.name(), "lonely").await.is_some());
+    // The App follows the policy now: its stages are the policy's, each
+    // running what was promoted into it (e2e/tests/stages.rs), not its spec.
+    let app = eventually("the policy's stages in the status", WAIT, || async {
+        let app = apps.get("lonely").await.ok()?;
+        let stages = &app.status.as_ref()?.stages;
+        (stages.len() == 1 && stages[0].name == "preview").then_some(app)
+    })
+    .await;
+    assert_eq!(app.status.unwrap().stages[0].namespace, ns.name());
+    // Its finalizer (a stage may run in another namespace) needs the
+    // operator: the App goes before it stops.
+    apps.delete("lonely", &DeleteParams::default()).await.unwrap();
+    eventually("the App gone", WAIT, || async {
+        apps.get_opt("lonely").await.ok()?.is_none().then_some(())
+    })
+    .await;
     policies
         .delete(&policy_name, &DeleteParams::default())
         .await

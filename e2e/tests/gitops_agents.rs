@@ -603,3 +603,143 @@ async fn every_pull_request_gets_a_plan_that_follows_its_pushes() {
     let problems = validate_exchanges(&env.github.exchanges()).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merged_revision_is_promoted_stage_by_stage_on_approvals_people_give() {
+    use winky_crds::promotion::{Phase, Promotion};
+    let env = Env::start("promote").await;
+    env.stalled_with("NotMerged").await;
+    let policy = format!("{}-agents", env.ns.name());
+    // preview takes every revision; production needs one approval by an
+    // approver. (Applied as the same field manager, so the first stages go.)
+    Api::<PromotionPolicy>::all(env.client.clone())
+        .patch(
+            &policy,
+            &kube::api::PatchParams::apply("e2e").force(),
+            &kube::api::Patch::Apply(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
+                "spec": {
+                    "approvers": {"logins": ["alice", "bob"]},
+                    "stages": [
+                        {"name": "preview", "namespace": "{app.namespace}-preview", "autoPromote": true},
+                        {"name": "production", "autoPromote": true, "gates": {"approvals": {"count": 1}}},
+                    ],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    let app = app_yaml("notes:1").replace("  port: 8080\n", &format!("  port: 8080\n  policy: {policy}\n"));
+    let (number, merge) = env
+        .merged_by(
+            "winky/feat-notes-app-f6a7b8c9",
+            &[("deploy/notes.yaml", &app)],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+
+    let promotions: Api<Promotion> = Api::namespaced(env.client.clone(), env.ns.name());
+    let phase_of = |stage: &'static str| {
+        let promotions = promotions.clone();
+        async move {
+            promotions
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| p.spec.stage == stage)
+                .and_then(|p| p.status.map(|s| s.phase))
+        }
+    };
+    eventually("preview promoted", WAIT, || async {
+        (phase_of("preview").await == Some(Phase::Promoted)).then_some(())
+    })
+    .await;
+    let waiting = eventually("production awaiting approval", WAIT, || async {
+        let p = promotions
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.spec.stage == "production")?;
+        (p.status.as_ref()?.phase == Phase::AwaitingApproval).then_some(p)
+    })
+    .await;
+    assert_eq!(
+        waiting.spec.revision.pull_request,
+        Some(number as i64),
+        "the revision knows its pull request"
+    );
+    assert_eq!(waiting.spec.revision.git_commit.as_deref(), Some(merge.as_str()));
+
+    // The agent that opened it, and someone the policy does not name, approve: neither counts.
+    let nudge = |comment_author: &str| {
+        let mut body = winky_e2e::webhook::example("issue_comment-created.json");
+        body["issue"]["number"] = serde_json::json!(number);
+        body["issue"]["pull_request"] = serde_json::json!({
+            "url": format!("https://api.github.com/repos/acme/apps/pulls/{number}"),
+            "html_url": format!("https://github.com/acme/apps/pull/{number}"),
+            "diff_url": format!("https://github.com/acme/apps/pull/{number}.diff"),
+            "patch_url": format!("https://github.com/acme/apps/pull/{number}.patch"),
+        });
+        body["sender"]["login"] = serde_json::json!(comment_author);
+        let answer = deliver(
+            &env.hook,
+            SECRET,
+            "issue_comment",
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+    };
+    env.github.add_comment(number, AGENT, "/approve");
+    nudge(AGENT);
+    env.github.add_comment(number, "mallory", "/approve");
+    nudge("mallory");
+    let refused = eventually("both approvals on record, not counted", WAIT, || async {
+        let p = promotions
+            .get(&waiting.metadata.name.clone().unwrap())
+            .await
+            .ok()?;
+        let approvals = p.status?.approvals;
+        (approvals.len() == 2).then_some(approvals)
+    })
+    .await;
+    assert!(
+        refused.iter().all(|a| a.counted.as_deref() != Some("counted")),
+        "{refused:?}"
+    );
+    assert_eq!(phase_of("production").await, Some(Phase::AwaitingApproval));
+
+    // An approver approves: production is promoted, by the record.
+    env.github.add_comment(number, "alice", "Looks good.\n/approve");
+    let started = std::time::Instant::now();
+    nudge("alice");
+    eventually("production promoted", WAIT, || async {
+        (phase_of("production").await == Some(Phase::Promoted)).then_some(())
+    })
+    .await;
+    println!(
+        "/approve delivered → production promoted: {:?}",
+        started.elapsed()
+    );
+    let promoted = promotions
+        .get(&waiting.metadata.name.clone().unwrap())
+        .await
+        .unwrap();
+    let status = promoted.status.unwrap();
+    let approvals: Vec<(&str, &str)> = status
+        .approvals
+        .iter()
+        .map(|a| (a.login.as_str(), a.counted.as_deref().unwrap_or_default()))
+        .collect();
+    assert!(approvals.contains(&("alice", "counted")), "{approvals:?}");
+    let events: Vec<&str> = status.history.iter().map(|h| h.event.as_str()).collect();
+    assert!(
+        events.contains(&"Created") && events.contains(&"Promoted"),
+        "{events:?}"
+    );
+}

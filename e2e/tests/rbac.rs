@@ -1,17 +1,19 @@
 //! The operator runs as the ServiceAccount of `deploy/rbac.yaml`, with the
 //! apiserver's RBAC judging every request: Apps, Functions and Rules are
 //! reconciled, children applied and pruned, statuses and Events written, the
-//! Lease held — and the account can do nothing it was not granted.
+//! Lease held, a stage namespace created and a promoted revision run and
+//! cleaned up there — and the account can do nothing it was not granted.
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use winky_crds::{App, Function, Rule};
+use winky_crds::promotion::{RevisionSnapshot, snapshot_name};
+use winky_crds::{App, Function, Promotion, PromotionPolicy, Rule};
 use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually, gone_or_going, workspace_root};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -75,6 +77,15 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         ("patch", "apps.winky.dev"),
         ("delete", "functions.winky.dev"),
         ("get", "secrets"),
+        ("watch", "promotions.winky.dev"),
+        ("create", "promotions.winky.dev"),
+        ("patch", "promotions.winky.dev:status"),
+        ("watch", "controllerrevisions.apps"),
+        ("create", "controllerrevisions.apps"),
+        ("watch", "namespaces"),
+        ("create", "namespaces"),
+        ("delete", "configmaps"),
+        ("delete", "networkpolicies.networking.k8s.io"),
     ] {
         eventually(
             &format!("the operator to be allowed to {verb} {what}"),
@@ -91,9 +102,10 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         ("get", "deployments.apps"),
         ("delete", "promotionpolicies.winky.dev"),
         ("patch", "gitsources.winky.dev"),
-        ("delete", "configmaps"),
-        ("delete", "serviceaccounts"),
-        ("delete", "networkpolicies.networking.k8s.io"),
+        ("delete", "promotions.winky.dev"),
+        ("update", "promotions.winky.dev"),
+        ("delete", "controllerrevisions.apps"),
+        ("get", "configmaps"),
         ("create", "pods"),
         ("create", "roles.rbac.authorization.k8s.io"),
         ("update", "leases.coordination.k8s.io/another-lease"),
@@ -222,6 +234,96 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         rules.get_opt("owners").await.ok()?.is_none().then_some(())
     })
     .await;
+
+    // A stage in a namespace of its own: the namespace created, the
+    // promoted revision run there from its snapshot, and, when the App goes,
+    // its children there deleted by its finalizer.
+    let stage_ns = format!("{ns}-stage");
+    let policy_name = format!("rbac-{ns}");
+    let policies: Api<PromotionPolicy> = Api::all(admin.clone());
+    let policy: PromotionPolicy = serde_json::from_value(json!({
+        "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy_name},
+        "spec": {"stages": [{"name": "preview", "namespace": "{app.namespace}-stage",
+                             "gates": {"approvals": {"count": 1}}}]},
+    }))
+    .unwrap();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    apply_json::<App>(
+        &admin,
+        ns,
+        json!({"apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "staged"},
+               "spec": {"image": "registry.example/staged:1", "port": 8080, "policy": policy_name}}),
+    )
+    .await;
+    let staged = eventually("the staged App's revision", WAIT, || async {
+        let app = apps.get("staged").await.ok()?;
+        app.status.as_ref()?.revision.as_ref()?;
+        Some(app)
+    })
+    .await;
+    let revision = staged.status.clone().unwrap().revision.unwrap();
+    let snapshot = RevisionSnapshot {
+        revision: revision.clone(),
+        app: staged.spec.clone(),
+    };
+    let snapshot: ControllerRevision = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": {"name": snapshot_name("staged", &revision.id),
+                     "labels": {"winky.dev/app": "staged", "app.kubernetes.io/managed-by": "winky-operator"}},
+        "data": snapshot, "revision": 1,
+    }))
+    .unwrap();
+    // The Promotion controller may have kept it already.
+    let _ = Api::<ControllerRevision>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &snapshot)
+        .await;
+    let promotions: Api<Promotion> = Api::namespaced(admin.clone(), ns);
+    let promotion: Promotion = serde_json::from_value(json!({
+        "apiVersion": "winky.dev/v1alpha1", "kind": "Promotion", "metadata": {"name": "rbac-preview"},
+        "spec": {"app": "staged", "stage": "preview", "revision": {"id": revision.id}},
+    }))
+    .unwrap();
+    promotions
+        .create(&PostParams::default(), &promotion)
+        .await
+        .unwrap();
+    // The Promotion controller may put a Promotion it saw Pending back to
+    // AwaitingApproval (the gate nobody passes); a Promoted one it leaves.
+    eventually("the Promotion to stay Promoted", WAIT, || async {
+        promotions
+            .patch_status(
+                "rbac-preview",
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&json!({"apiVersion": "winky.dev/v1alpha1", "kind": "Promotion",
+                                      "status": {"phase": "Promoted"}})),
+            )
+            .await
+            .ok()?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let phase = promotions.get("rbac-preview").await.ok()?.status?.phase;
+        (phase == winky_crds::promotion::Phase::Promoted).then_some(())
+    })
+    .await;
+    let stage_deployments: Api<Deployment> = Api::namespaced(admin.clone(), &stage_ns);
+    eventually("the stage's Deployment in its own namespace", WAIT, || async {
+        stage_deployments.get_opt("staged").await.ok()?.map(|_| ())
+    })
+    .await;
+    apps.delete("staged", &DeleteParams::default()).await.unwrap();
+    eventually(
+        "the staged App gone, its stage's children with it",
+        WAIT,
+        || async {
+            let app_gone = apps.get_opt("staged").await.ok()?.is_none();
+            let child_gone = gone_or_going(&stage_deployments, "staged").await?;
+            (app_gone && child_gone).then_some(())
+        },
+    )
+    .await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .delete(&stage_ns, &DeleteParams::default())
+        .await;
+    let _ = policies.delete(&policy_name, &DeleteParams::default()).await;
 
     // The apiserver refused nothing on the way: a 403 at any step of any
     // reconcile is counted under category="forbidden", and a refused list or

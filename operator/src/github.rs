@@ -223,3 +223,70 @@ impl GitHub {
         }
     }
 }
+
+/// A comment on a pull request, as the approvals gate reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullComment {
+    /// Its id.
+    pub id: u64,
+    /// Who wrote it.
+    pub login: String,
+    /// What it says now.
+    pub body: String,
+    /// When it was written.
+    pub created_at: jiff::Timestamp,
+    /// Whether it was edited since (GitHub moves `updated_at`).
+    pub edited: bool,
+    /// Its web address.
+    pub url: Option<String>,
+}
+
+impl GitHub {
+    /// Every comment of pull request `number` (up to 300: three pages).
+    pub async fn comments(&self, number: u64) -> Result<Vec<PullComment>, GitHubError> {
+        let mut out = Vec::new();
+        for page in 1..=3u32 {
+            let comments = self
+                .crab
+                .issues(&self.owner, &self.repo)
+                .list_comments(number)
+                .per_page(100)
+                .page(page)
+                .send()
+                .await
+                .map_err(api_error("listing comments"))?;
+            let last = comments.items.len() < 100;
+            for c in comments.items {
+                let created_at: jiff::Timestamp = c
+                    .created_at
+                    .to_rfc3339()
+                    .parse()
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let edited = c.updated_at.is_some_and(|u| u != c.created_at);
+                out.push(PullComment {
+                    id: c.id.into_inner(),
+                    login: c.user.login,
+                    body: c.body.unwrap_or_default(),
+                    created_at,
+                    edited,
+                    url: Some(c.html_url.to_string()),
+                });
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who opened pull request `number`.
+    pub async fn pull_author(&self, number: u64) -> Result<String, GitHubError> {
+        let pull = self
+            .crab
+            .pulls(&self.owner, &self.repo)
+            .get(number)
+            .await
+            .map_err(api_error("reading a pull request"))?;
+        Ok(pull.user.map(|u| u.login).unwrap_or_default())
+    }
+}

@@ -7,6 +7,9 @@
 //!            (namespace, app) ─────┴─▶ { Function, … }   functions_by_app
 //!            (namespace, app) ───────▶ { Rule, … }       rules_by_app
 //!            policy name ────────────▶ { App, … }        apps_by_policy
+//!            (namespace, app) ───────▶ { Promotion, … }  promotions_by_app
+//!            (app-namespace, app) ───▶ { child metadata } children_by_app (an App's
+//!                                                         children, in any namespace)
 //!            repository URL ─────────▶ { GitSource, … }  (ready for the webhook)
 //! ```
 //!
@@ -25,9 +28,11 @@ use std::hash::Hash;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, StreamExt};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use winky_crds::keys::{APP_LABEL, APP_NAMESPACE_LABEL};
 use winky_crds::{App, Function, GitSource, Promotion, Rule};
 
 /// An App's identity: its namespace and name. Functions, Rules and
@@ -274,6 +279,27 @@ where
     SharedIndex::new(|object: &K| object.app_key())
 }
 
+/// The App a child of an App belongs to, from its labels:
+/// `winky.dev/app-namespace` (the child's own namespace when it has none, as
+/// children made before stages did not) and `winky.dev/app`.
+pub fn child_app_key<K: Resource>(child: &K) -> Option<AppKey> {
+    let labels = child.meta().labels.as_ref()?;
+    let app = labels.get(APP_LABEL)?;
+    let namespace = labels
+        .get(APP_NAMESPACE_LABEL)
+        .or(child.meta().namespace.as_ref())?;
+    Some(AppKey::new(namespace, app))
+}
+
+/// An index of the metadata of the App children of kind `K` by the App they
+/// belong to ([`child_app_key`]), wherever they are.
+pub fn children_by_app<K>() -> ByApp<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    SharedIndex::new(child_app_key::<PartialObjectMeta<K>>)
+}
+
 /// Apps by the name of the PromotionPolicy they follow.
 pub fn apps_by_policy() -> SharedIndex<App, String> {
     SharedIndex::new(|app: &App| app.spec.policy.clone())
@@ -421,6 +447,45 @@ mod tests {
         index.apply(&Event::Init);
         index.apply(&Event::InitDone);
         assert_eq!(index.keys(), 0);
+    }
+
+    #[test]
+    fn an_apps_children_are_found_by_their_labels_in_any_namespace() {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let child =
+            |namespace: &str, name: &str, labels: serde_json::Value| -> PartialObjectMeta<Deployment> {
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                }))
+                .unwrap()
+            };
+        let mut index = Index::new(child_app_key::<PartialObjectMeta<Deployment>>);
+        index.apply(&Event::Apply(child(
+            "n-preview",
+            "notes",
+            serde_json::json!({"winky.dev/app": "notes", "winky.dev/app-namespace": "n"}),
+        )));
+        index.apply(&Event::Apply(child(
+            "n",
+            "notes",
+            serde_json::json!({"winky.dev/app": "notes", "winky.dev/app-namespace": "n"}),
+        )));
+        // Made before stages: no app-namespace label, its own namespace.
+        index.apply(&Event::Apply(child(
+            "m",
+            "notes",
+            serde_json::json!({"winky.dev/app": "notes"}),
+        )));
+        index.apply(&Event::Apply(child("n", "stray", serde_json::json!({}))));
+        let found: Vec<String> = index
+            .get(&AppKey::new("n", "notes"))
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect();
+        assert_eq!(found, ["n/notes", "n-preview/notes"]);
+        assert_eq!(index.get(&AppKey::new("m", "notes")).len(), 1);
+        assert_eq!(index.keys(), 2, "a child without an App label is not indexed");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod leader;
 pub mod listed;
 pub mod metrics;
 pub mod naming;
+pub mod promotion;
 pub mod pulls;
 pub mod revision;
 pub mod rollout;

@@ -10,11 +10,23 @@
 //!     notes-runtime    ConfigMap
 //!   labels: managed-by=winky-operator, winky.dev/owner-kind=App|Function,
 //!           winky.dev/app=notes, app.kubernetes.io/name=<owner's name>
+//!   App children also: winky.dev/stage=<stage>, winky.dev/app-namespace=<App's namespace>
 //! ```
+//!
+//! **Stages.** A stage runs in the namespace its policy's template names
+//! ([`stage_namespace`]). In each namespace the policy's last stage there
+//! names its children `<app>`, and every earlier stage there
+//! `<app>-<stage>` ([`stage_children`]): with `preview` in `{app.namespace}-preview`
+//! and `staging` and `production` in the App's own namespace, they are
+//! `notes` (preview), `notes-staging` and `notes` (production). The stage
+//! label is part of every selector, so no stage ever selects another's pods.
 
 use std::collections::BTreeMap;
 
-use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL, NAME_LABEL, OWNER_KIND_LABEL, STAGE_LABEL};
+use sha2::{Digest, Sha256};
+use winky_crds::keys::{
+    APP_LABEL, APP_NAMESPACE_LABEL, MANAGED_BY_LABEL, NAME_LABEL, OWNER_KIND_LABEL, STAGE_LABEL,
+};
 
 use crate::MANAGED_BY;
 
@@ -94,6 +106,81 @@ pub fn app_selector(app: &str, stage: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// Labels on every child of the App `app` of `app_namespace` in `stage`:
+/// [`app_labels`] and `winky.dev/app-namespace`, which says whose a child is
+/// where no owner reference can (in another namespace).
+pub fn stage_labels(app: &str, app_namespace: &str, stage: &str) -> BTreeMap<String, String> {
+    let mut labels = app_labels(app, stage);
+    labels.insert(APP_NAMESPACE_LABEL.to_string(), app_namespace.to_string());
+    labels
+}
+
+/// The label selector of the App children the operator watches: all of
+/// them ([`managed_selector`]), or, when it watches the one namespace
+/// `namespace`, those of its Apps, wherever their stages run.
+pub fn app_children_selector(namespace: Option<&str>) -> String {
+    let all = managed_selector(OwnerKind::App);
+    match namespace {
+        Some(ns) => format!("{all},{APP_NAMESPACE_LABEL}={ns}"),
+        None => all,
+    }
+}
+
+/// The namespace of a stage: its policy's `template` with `{app.namespace}`
+/// and `{app.name}` substituted; the App's own namespace without one.
+pub fn stage_namespace(template: Option<&str>, app_namespace: &str, app: &str) -> String {
+    match template {
+        None => app_namespace.to_string(),
+        Some(t) => t
+            .replace("{app.namespace}", app_namespace)
+            .replace("{app.name}", app),
+    }
+}
+
+/// Whether `name` can name a Namespace (an RFC 1123 label).
+pub fn is_namespace_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Base name of the children of the App `app` in each of `stages` (stage
+/// name and namespace, in policy order): `<app>` for the last stage in its
+/// namespace, `<app>-<stage>` for every earlier one there.
+pub fn stage_children(app: &str, stages: &[(&str, &str)]) -> Vec<String> {
+    stages
+        .iter()
+        .enumerate()
+        .map(|(i, (stage, namespace))| {
+            let later_in_namespace = stages[i + 1..].iter().any(|(_, ns)| ns == namespace);
+            if later_in_namespace {
+                format!("{app}-{stage}")
+            } else {
+                app.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The value of `winky.dev/stage-of` on a stage Namespace created for the App
+/// `app` of `app_namespace`: `<namespace>.<app>`, or, when that is longer than
+/// a label value may be (63), its first 52 characters and a hash of the whole.
+pub fn stage_of(app_namespace: &str, app: &str) -> String {
+    let full = format!("{app_namespace}.{app}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let head = full[..52].trim_end_matches(['.', '-']);
+    format!("{head}-{hash}")
+}
+
 /// The pods of the App `app`, in any stage and none of its Functions': whom
 /// an HTTP Function admits, and what a document Function subscribes to.
 pub fn app_pods(app: &str) -> BTreeMap<String, String> {
@@ -146,5 +233,74 @@ mod tests {
         );
         assert_eq!(runtime_config_map("notes"), "notes-runtime");
         assert_eq!(function_child("resize"), "resize-fn");
+    }
+
+    #[test]
+    fn the_last_stage_in_a_namespace_takes_the_apps_name() {
+        // The default policy: each stage in a namespace of its own.
+        let own = [
+            ("preview", "n-preview"),
+            ("staging", "n-staging"),
+            ("production", "n"),
+        ];
+        assert_eq!(stage_children("notes", &own), ["notes", "notes", "notes"]);
+        // Two stages in the App's namespace, one elsewhere.
+        let shared = [("preview", "n-preview"), ("staging", "n"), ("production", "n")];
+        assert_eq!(
+            stage_children("notes", &shared),
+            ["notes", "notes-staging", "notes"]
+        );
+        // Every stage in one namespace: only the last is plain.
+        let one = [("a", "x"), ("b", "x"), ("c", "x")];
+        assert_eq!(stage_children("shop", &one), ["shop-a", "shop-b", "shop"]);
+        assert!(stage_children("shop", &[]).is_empty());
+    }
+
+    #[test]
+    fn stages_never_select_each_others_pods() {
+        let preview = stage_labels("notes", "n", "preview");
+        let production = stage_labels("notes", "n", "production");
+        let matches = |labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>| {
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        assert!(matches(&preview, &app_selector("notes", "preview")));
+        assert!(!matches(&preview, &app_selector("notes", "production")));
+        assert!(!matches(&production, &app_selector("notes", "preview")));
+        assert_eq!(preview["winky.dev/app-namespace"], "n");
+        // A Function still reaches its App's pods in every stage.
+        assert!(matches(&preview, &app_pods("notes")) && matches(&production, &app_pods("notes")));
+    }
+
+    #[test]
+    fn stage_namespaces_come_from_the_template() {
+        assert_eq!(stage_namespace(None, "team", "notes"), "team");
+        assert_eq!(
+            stage_namespace(Some("{app.namespace}-preview"), "team", "notes"),
+            "team-preview"
+        );
+        assert_eq!(
+            stage_namespace(Some("{app.name}-{app.namespace}"), "team", "notes"),
+            "notes-team"
+        );
+        assert_eq!(stage_namespace(Some("shared"), "team", "notes"), "shared");
+        assert!(is_namespace_name("team-preview"));
+        assert!(!is_namespace_name("-team"));
+        assert!(!is_namespace_name("team-"));
+        assert!(!is_namespace_name(""));
+        assert!(!is_namespace_name(&"a".repeat(64)));
+        assert_eq!(
+            app_children_selector(Some("team")),
+            "app.kubernetes.io/managed-by=winky-operator,winky.dev/owner-kind=App,winky.dev/app-namespace=team"
+        );
+        assert_eq!(app_children_selector(None), managed_selector(OwnerKind::App));
+    }
+
+    #[test]
+    fn the_stage_of_label_fits_a_label_value() {
+        assert_eq!(stage_of("team", "notes"), "team.notes");
+        let long = stage_of(&"n".repeat(40), &"a".repeat(40));
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(long, stage_of(&"n".repeat(40), &"b".repeat(40)));
+        assert!(long.chars().last().unwrap().is_ascii_alphanumeric());
     }
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use octocrab::models::StatusState;
 use tokio::sync::mpsc::Receiver;
 use tracing::{info, warn};
-use winky_crds::{GitSource, PromotionPolicy};
+use winky_crds::{App, GitSource, PromotionPolicy};
 
 use crate::agents::{self, AgentRules, PullFacts};
 use crate::events::{self, Recorder, truncate};
@@ -47,6 +47,11 @@ pub struct PullRequests {
     pub metrics: Arc<Metrics>,
     /// Where the GitSources' caches are: a pull request's head is fetched there.
     pub cache_dir: std::path::PathBuf,
+    /// Every App in scope: the ones a pull request's revision belongs to.
+    pub apps: Store<App>,
+    /// Asks the Promotion controller to look at an App again (a comment or a
+    /// review may be an approval): it reads them from GitHub itself.
+    pub nudge: tokio::sync::mpsc::Sender<ObjectRef<App>>,
 }
 
 impl std::fmt::Debug for PullRequests {
@@ -64,6 +69,9 @@ pub async fn handle(mut received: Receiver<Delivery>, ctx: PullRequests) {
             delivery.action.as_deref(),
             Some("opened" | "synchronize" | "reopened" | "edited")
         );
+        if matches!(delivery.event.as_str(), "issue_comment" | "pull_request_review") {
+            nudge_apps(&delivery, &ctx);
+        }
         if delivery.event == "pull_request" && checked {
             check(&delivery, &reference, &ctx).await;
             if delivery.action.as_deref() != Some("edited") {
@@ -216,6 +224,30 @@ async fn check(delivery: &Delivery, reference: &ObjectReference, ctx: &PullReque
     events::publish(&ctx.recorder, reference, vec![event]).await;
 }
 
+/// Wakes the pipelines of the Apps whose revision pull request `delivery` is
+/// about. A full queue drops the nudge: the pipeline looks again on its own.
+fn nudge_apps(delivery: &Delivery, ctx: &PullRequests) {
+    let Some(number) = delivery.pull_request else {
+        return;
+    };
+    let source = format!(
+        "{}/{}",
+        delivery.source.namespace.as_deref().unwrap_or_default(),
+        delivery.source.name
+    );
+    for app in ctx.apps.state() {
+        let from_source = app.annotations().get(winky_crds::keys::GIT_SOURCE_ANNOTATION) == Some(&source);
+        let revision_pr = app
+            .status
+            .as_ref()
+            .and_then(|s| s.revision.as_ref())
+            .and_then(|r| r.pull_request);
+        if from_source && revision_pr == Some(number as i64) {
+            let _ = ctx.nudge.try_send(ObjectRef::from_obj(app.as_ref()));
+        }
+    }
+}
+
 /// Posts the plan of a pull request into the protected branch. A plan that
 /// cannot be made says why, in the comment; one that cannot be posted is a
 /// Warning Event.
@@ -285,6 +317,7 @@ async fn make_plan(
         namespace: &namespace,
         name: &name,
         commit: &commit,
+        pull_request: None,
     };
     let manifests = manifests::parse(&files, &source_ref).map_err(|e| e.to_string())?;
     let previous = source

@@ -1,6 +1,7 @@
 //! Running the operator: leader election, the shared watches, the
 //! controllers (each module builds its own: [`app::controller`],
-//! [`function::controller`], [`rule::controller`], [`gitsource::controller`])
+//! [`function::controller`], [`rule::controller`], [`gitsource::controller`],
+//! [`promotion::controller`])
 //! and shutdown.
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use crate::context::Settings;
 use crate::http::Health;
 use crate::leader::{self, LeaderConfig};
 use crate::shared::Watches;
-use crate::{app, function, gitsource, rule};
+use crate::{app, function, gitsource, promotion, rule};
 
 /// How long running reconciles get to finish at shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -86,11 +87,12 @@ pub async fn run(
         function::controller(&client, &options, &mut watches, metrics, stop()),
         rule::controller(&client, &options, &mut watches, metrics, stop()),
         gitsource::controller(&client, &options, &mut watches, metrics, stop()),
+        promotion::controller(&client, &options, &mut watches, metrics, stop()),
     );
     let watched = watches.run(metrics.clone(), stop());
     let mut controller = tokio::spawn(async move {
-        let (app, function, rule, gitsource) = controllers;
-        futures::join!(watched, app, function, rule, gitsource);
+        let (app, function, rule, gitsource, promotion) = controllers;
+        futures::join!(watched, app, function, rule, gitsource, promotion);
     });
 
     let lost = async {

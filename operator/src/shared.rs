@@ -7,6 +7,8 @@
 //! | Function (+ by App) | Function (own), emulator (bundle) | Function (own objects), App with the emulator (spec changes) |
 //! | Rule (+ by App) | Rule (own, siblings), emulator (bundle) | Rule (own objects), App with the emulator (spec changes) |
 //! | PromotionPolicy | App (exists?), GitSource and pull requests (agents) | App (Apps that name it) |
+//! | Promotion (+ by App) | App (the revision Promoted into each stage) | App (their App) |
+//! | ControllerRevision (managed-by=winky-operator) | App (the snapshot of a promoted revision) | App (their App) |
 //!
 //! What stays with one controller is built by that controller: the
 //! children's metadata watches (each selects its own owner kind), the Rule
@@ -17,9 +19,11 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use winky_crds::{App, Function, PromotionPolicy, Rule};
+use winky_crds::{App, Function, Promotion, PromotionPolicy, Rule};
 
 use crate::index::{self, ByApp, SharedIndex};
 use crate::metrics::Metrics;
@@ -42,6 +46,13 @@ pub struct Caches {
     pub rules_by_app: ByApp<Rule>,
     /// Every PromotionPolicy (cluster-scoped).
     pub policies: Cache<PromotionPolicy>,
+    /// Every Promotion in scope.
+    pub promotions: Cache<Promotion>,
+    /// Promotions by App.
+    pub promotions_by_app: ByApp<Promotion>,
+    /// The ControllerRevisions the operator manages: the snapshots of the
+    /// Apps' revisions (`winky_crds::promotion::snapshot_name`).
+    pub snapshots: Cache<ControllerRevision>,
 }
 
 /// The shared watches: subscribe while building the controllers, then
@@ -56,7 +67,17 @@ pub struct Watches {
     pub rules: SharedWatch<Rule>,
     /// PromotionPolicies; their failures count for the App controller.
     pub policies: SharedWatch<PromotionPolicy>,
+    /// Promotions; their failures count for the App controller.
+    pub promotions: SharedWatch<Promotion>,
+    /// Revision snapshots; their failures count for the App controller.
+    pub snapshots: SharedWatch<ControllerRevision>,
     caches: Caches,
+    /// Requests for another look at an App's pipeline: the pull-request
+    /// handler sends, the Promotion controller takes the receiver.
+    pub nudges: (
+        tokio::sync::mpsc::Sender<ObjectRef<App>>,
+        Option<tokio::sync::mpsc::Receiver<ObjectRef<App>>>,
+    ),
 }
 
 impl Watches {
@@ -91,6 +112,22 @@ impl Watches {
             watcher::Config::default(),
             crate::app::CONTROLLER,
         );
+        let promotions_by_app = index::by_app::<Promotion>();
+        let promotions = SharedWatch::indexed(
+            scoped::<Promotion>(client, namespace),
+            watcher::Config::default(),
+            crate::app::CONTROLLER,
+            &promotions_by_app,
+        );
+        let snapshots = SharedWatch::new(
+            scoped::<ControllerRevision>(client, namespace),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                winky_crds::keys::MANAGED_BY_LABEL,
+                crate::MANAGED_BY
+            )),
+            crate::app::CONTROLLER,
+        );
         let caches = Caches {
             apps: apps.cache(),
             apps_by_policy,
@@ -99,13 +136,24 @@ impl Watches {
             rules: rules.cache(),
             rules_by_app,
             policies: policies.cache(),
+            promotions: promotions.cache(),
+            promotions_by_app,
+            snapshots: snapshots.cache(),
         };
         Self {
             apps,
             functions,
             rules,
             policies,
+            promotions,
+            snapshots,
             caches,
+            nudges: {
+                // Room for a nudge per App of a busy pull request; a full
+                // queue drops nudges for Apps that already have one queued.
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                (tx, Some(rx))
+            },
         }
     }
 
@@ -121,7 +169,9 @@ impl Watches {
             self.apps.run(metrics.clone(), stop.clone()),
             self.functions.run(metrics.clone(), stop.clone()),
             self.rules.run(metrics.clone(), stop.clone()),
-            self.policies.run(metrics, stop),
+            self.policies.run(metrics.clone(), stop.clone()),
+            self.promotions.run(metrics.clone(), stop.clone()),
+            self.snapshots.run(metrics, stop),
         );
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,10 +30,11 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use crate::index::SharedIndex;
+use crate::index::{self, ByApp, SharedIndex};
 use crate::listed::{Listed, first_list};
 use crate::metrics::Metrics;
-use crate::naming::{OwnerKind, managed_selector};
+use crate::naming::{OwnerKind, app_children_selector, managed_selector};
+use crate::triggers::listed_objects;
 
 /// The Api of `K` in `namespace`, or in all namespaces.
 pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -124,6 +126,70 @@ where
     let (reader, writer) = reflector::store();
     let stream = crate::triggers::spec_changes(watcher(api, config).default_backoff().reflect(writer));
     (reader, stream)
+}
+
+/// What a metadata cache keeps of an object: its name, namespace, uid,
+/// labels and deletion. Managed fields (most of an object's metadata),
+/// annotations and owner references are never read from these caches.
+fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+}
+
+/// A cache of the metadata of an App's children of kind `K`, and its index by App.
+pub type ChildMetadata<K> = (Store<PartialObjectMeta<K>>, ByApp<PartialObjectMeta<K>>);
+
+/// The App children of kind `K`, by metadata, in every namespace
+/// ([`app_children_selector`]: with `namespace`, the children of the Apps of
+/// that namespace only, wherever their stages run): a cache, an index by App,
+/// and the stream of their changes that fills both — a trigger for their
+/// App, which must be polled.
+pub fn app_children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    ChildMetadata<K>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let by_app = index::children_by_app::<K>();
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&app_children_selector(namespace));
+    let events = watcher(Api::<PartialObjectMeta<K>>::all(client.clone()), config)
+        .default_backoff()
+        .modify(slim::<PartialObjectMeta<K>>)
+        .reflect(writer);
+    let stream = listed_objects(by_app.maintain(events));
+    ((reader, by_app), stream)
+}
+
+/// Every Namespace, by metadata: a cache, and the stream that fills it
+/// (which must be polled).
+pub fn namespaces(
+    client: &Client,
+) -> (
+    Store<PartialObjectMeta<Namespace>>,
+    impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(slim::<PartialObjectMeta<Namespace>>)
+    .reflect(writer);
+    (reader, listed_objects(events))
 }
 
 /// A cache several controllers read, and the wait for its first list.

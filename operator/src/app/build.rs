@@ -1,4 +1,6 @@
-//! The desired children of an App, built purely from a validated [`Plan`].
+//! The desired children of an App in one stage, built purely from a
+//! validated [`Plan`]: from the plan's spec (the App's own, or the snapshot
+//! of the revision promoted into the stage), into the stage's namespace.
 //! No client here: every builder is unit-tested from YAML fixtures.
 
 use std::collections::BTreeMap;
@@ -54,14 +56,38 @@ pub struct Children {
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
 }
 
-/// Labels on every child of the App in its stage.
+/// Labels on every child of the App in its stage ([`naming::stage_labels`]).
 pub fn labels(plan: &Plan<'_>) -> BTreeMap<String, String> {
-    naming::app_labels(&plan.name, &plan.target.stage)
+    naming::stage_labels(&plan.name, &plan.app_namespace, &plan.target.stage)
 }
 
 /// The label selector of the App's pods (immutable once a Deployment exists).
 pub fn selector_labels(plan: &Plan<'_>) -> BTreeMap<String, String> {
     naming::app_selector(&plan.name, &plan.target.stage)
+}
+
+impl Children {
+    /// Kind, namespace and name of every child.
+    pub fn names(&self) -> Vec<(&'static str, &str, &str)> {
+        fn of<'m>(kind: &'static str, meta: &'m ObjectMeta) -> (&'static str, &'m str, &'m str) {
+            (
+                kind,
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            )
+        }
+        let mut names = vec![
+            of("Deployment", &self.deployment.metadata),
+            of("Service", &self.service.metadata),
+            of("ServiceAccount", &self.service_account.metadata),
+            of("ConfigMap", &self.config_map.metadata),
+            of("NetworkPolicy", &self.network_policy.metadata),
+        ];
+        if let Some(pdb) = &self.pod_disruption_budget {
+            names.push(of("PodDisruptionBudget", &pdb.metadata));
+        }
+        names
+    }
 }
 
 /// Builds every child.
@@ -76,12 +102,20 @@ pub fn children(plan: &Plan<'_>) -> Children {
     }
 }
 
+/// The metadata of a child: in the stage's namespace, labelled, and owned
+/// by the App when that is its own namespace (Kubernetes allows no owner in
+/// another; the App's finalizer deletes those children instead).
 fn metadata(plan: &Plan<'_>, name: String) -> ObjectMeta {
+    let owner = if plan.in_app_namespace() {
+        owner_reference(plan.app)
+    } else {
+        None
+    };
     ObjectMeta {
         name: Some(name),
         namespace: Some(plan.target.namespace.clone()),
         labels: Some(labels(plan)),
-        owner_references: owner_reference(plan.app).map(|o| vec![o]),
+        owner_references: owner.map(|o| vec![o]),
         ..ObjectMeta::default()
     }
 }
@@ -95,7 +129,7 @@ fn owner_reference(app: &App) -> Option<OwnerReference> {
 /// The Deployment: Pod Security "restricted" compatible, token not mounted,
 /// read-only root filesystem with a writable `/tmp`.
 pub fn deployment(plan: &Plan<'_>) -> Deployment {
-    let spec = &plan.app.spec;
+    let spec = plan.spec.as_ref();
     let resources = spec.resources.clone().unwrap_or_default();
     let cpu = Quantity(resources.cpu.unwrap_or_else(|| DEFAULT_CPU.into()));
     let memory = Quantity(resources.memory.unwrap_or_else(|| DEFAULT_MEMORY.into()));
@@ -167,7 +201,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
     let mut pod_labels = labels(plan);
     pod_labels.extend(selector_labels(plan));
     Deployment {
-        metadata: metadata(plan, plan.name.clone()),
+        metadata: metadata(plan, plan.child.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(spec.replicas),
             selector: LabelSelector {
@@ -191,7 +225,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(plan.name.clone()),
+                    service_account_name: Some(plan.child.clone()),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(workload::pod_security_context()),
@@ -200,7 +234,7 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
                         Volume {
                             name: "runtime".into(),
                             config_map: Some(ConfigMapVolumeSource {
-                                name: naming::runtime_config_map(&plan.name),
+                                name: naming::runtime_config_map(&plan.child),
                                 ..ConfigMapVolumeSource::default()
                             }),
                             ..Volume::default()
@@ -219,12 +253,12 @@ pub fn deployment(plan: &Plan<'_>) -> Deployment {
 /// The ClusterIP Service, on the App's port.
 pub fn service(plan: &Plan<'_>) -> Service {
     Service {
-        metadata: metadata(plan, plan.name.clone()),
+        metadata: metadata(plan, plan.child.clone()),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(plan)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: plan.app.spec.port,
+                port: plan.spec.port,
                 target_port: Some(IntOrString::String("http".into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
@@ -238,7 +272,7 @@ pub fn service(plan: &Plan<'_>) -> Service {
 /// The ServiceAccount; its token is never mounted automatically.
 pub fn service_account(plan: &Plan<'_>) -> ServiceAccount {
     ServiceAccount {
-        metadata: metadata(plan, plan.name.clone()),
+        metadata: metadata(plan, plan.child.clone()),
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     }
@@ -248,7 +282,7 @@ pub fn service_account(plan: &Plan<'_>) -> ServiceAccount {
 /// JSON under `runtime.json`. Other controllers (rules) own other keys of the
 /// same ConfigMap through their own field managers.
 pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
-    let runtime = plan.app.spec.runtime.clone().unwrap_or_default();
+    let runtime = plan.spec.runtime.clone().unwrap_or_default();
     let document = serde_json::json!({
         "app": plan.name,
         "stage": plan.target.stage,
@@ -258,7 +292,7 @@ pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
         "storage": runtime.storage,
     });
     ConfigMap {
-        metadata: metadata(plan, naming::runtime_config_map(&plan.name)),
+        metadata: metadata(plan, naming::runtime_config_map(&plan.child)),
         data: Some(BTreeMap::from([(
             RUNTIME_KEY.to_string(),
             serde_json::to_string_pretty(&document).unwrap_or_default(),
@@ -271,7 +305,7 @@ pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
 /// namespaces it names (or anywhere when public), on its port; egress only to
 /// cluster DNS and the declared destinations.
 pub fn network_policy(plan: &Plan<'_>) -> NetworkPolicy {
-    let spec = &plan.app.spec;
+    let spec = plan.spec.as_ref();
     let port = NetworkPolicyPort {
         port: Some(IntOrString::Int(spec.port)),
         protocol: Some("TCP".into()),
@@ -302,7 +336,7 @@ pub fn network_policy(plan: &Plan<'_>) -> NetworkPolicy {
     let mut egress = vec![workload::dns_egress()];
     egress.extend(workload::cidr_egress(&spec.egress));
     NetworkPolicy {
-        metadata: metadata(plan, plan.name.clone()),
+        metadata: metadata(plan, plan.child.clone()),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(selector_labels(plan)),
@@ -320,8 +354,8 @@ pub fn network_policy(plan: &Plan<'_>) -> NetworkPolicy {
 
 /// A PodDisruptionBudget allowing one pod down at a time, when there is more than one.
 pub fn pod_disruption_budget(plan: &Plan<'_>) -> Option<PodDisruptionBudget> {
-    (plan.app.spec.replicas > 1).then(|| PodDisruptionBudget {
-        metadata: metadata(plan, plan.name.clone()),
+    (plan.spec.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: metadata(plan, plan.child.clone()),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {

@@ -7,7 +7,8 @@ use winky_crds::App;
 use winky_crds::common::{SecretEnv, VaultRef};
 
 use super::build;
-use super::status::{self, Outcome};
+use super::stages;
+use super::status::{self, Outcome, StageOutcome};
 use super::validate::{self, Inputs, Invalid};
 use crate::conditions::{DEGRADED, PROGRESSING, READY};
 use crate::revision;
@@ -224,6 +225,21 @@ fn revision_is_stable_and_follows_the_spec() {
     assert_ne!(revision::of(&app), revision::of(&changed));
 }
 
+/// The outcomes of applying `stages`, whose Deployments are `deployments`.
+fn outcomes<'a>(
+    stages: &'a [stages::Stage<'a>],
+    deployments: &[Option<&'a Deployment>],
+) -> Vec<StageOutcome<'a>> {
+    stages
+        .iter()
+        .zip(deployments)
+        .map(|(stage, deployment)| StageOutcome {
+            stage,
+            deployment: *deployment,
+        })
+        .collect()
+}
+
 fn with_status(mut d: Deployment, ready: i32, updated: i32) -> Deployment {
     d.metadata.generation = Some(1);
     d.status = Some(DeploymentStatus {
@@ -245,12 +261,10 @@ fn conditions_follow_the_rollout() {
 
     let rolling = with_status(build::deployment(&plan), 1, 2);
     assert!(matches!(rollout::rollout(&rolling), Rollout::InProgress(_)));
+    let stages = stages::unstaged(plan.clone());
     let s = status::desired_status(
         &app,
-        &Outcome::Applied {
-            plan: &plan,
-            deployment: &rolling,
-        },
+        &Outcome::Applied(&outcomes(&stages, &[Some(&rolling)])),
         now,
     );
     let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
@@ -264,14 +278,7 @@ fn conditions_follow_the_rollout() {
     assert_eq!(s.stages[0].replicas.as_deref(), Some("1/2"));
 
     let done = with_status(build::deployment(&plan), 2, 2);
-    let s = status::desired_status(
-        &app,
-        &Outcome::Applied {
-            plan: &plan,
-            deployment: &done,
-        },
-        now,
-    );
+    let s = status::desired_status(&app, &Outcome::Applied(&outcomes(&stages, &[Some(&done)])), now);
     let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
@@ -294,4 +301,527 @@ fn an_unsatisfiable_spec_is_degraded_with_its_reason() {
         ("True", "PolicyNotFound")
     );
     assert!(s.revision.is_none(), "nothing was applied");
+}
+
+#[test]
+fn without_a_policy_the_app_runs_its_spec_in_one_stage_as_before() {
+    let app = fixture("notes");
+    let plan = validate::validate(&app, &OK).unwrap();
+    let stages = stages::unstaged(plan);
+    assert_eq!(stages.len(), 1);
+    let target = &stages[0].target;
+    assert_eq!(
+        (
+            target.stage.as_str(),
+            target.namespace.as_str(),
+            target.child.as_str()
+        ),
+        ("default", "notes", "notes")
+    );
+    let plan = stages[0].plan().unwrap();
+    assert!(
+        matches!(plan.spec, std::borrow::Cow::Borrowed(_)),
+        "the App's own spec"
+    );
+    assert_eq!(plan.revision, revision::of(&app));
+    let meta = build::deployment(plan).metadata;
+    assert_eq!(meta.labels.unwrap()["winky.dev/app-namespace"], "notes");
+    assert_eq!(meta.owner_references.unwrap().len(), 1);
+}
+
+// ---- stages -------------------------------------------------------------
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use winky_crds::Promotion;
+use winky_crds::app::AppStatus;
+use winky_crds::policy::PromotionPolicySpec;
+
+use super::children::Keep;
+use super::stages::{Run, Stage};
+
+fn policy(stages: serde_json::Value) -> PromotionPolicySpec {
+    serde_json::from_value(serde_json::json!({ "stages": stages })).unwrap()
+}
+
+/// preview in `<ns>-preview`, then production in the App's namespace.
+fn two_stages() -> PromotionPolicySpec {
+    policy(serde_json::json!([
+        {"name": "preview", "namespace": "{app.namespace}-preview"},
+        {"name": "production"},
+    ]))
+}
+
+/// The fixture `notes`, following a policy, at image `image`.
+fn staged_app(image: &str) -> App {
+    let mut app = fixture("notes");
+    app.spec.policy = Some("two".into());
+    app.spec.image = image.into();
+    app
+}
+
+const POLICY_OK: Inputs = Inputs {
+    policy_exists: Some(true),
+    vault_configured: false,
+};
+
+fn promotion(name: &str, stage: &str, revision: &str, phase: &str, created: &str) -> Arc<Promotion> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name, "namespace": "notes", "creationTimestamp": created},
+            "spec": {"app": "notes", "stage": stage, "revision": {"id": revision}},
+            "status": {"phase": phase},
+        }))
+        .unwrap(),
+    )
+}
+
+/// The snapshot of the App `app` as revision `revision`.
+fn snapshot(app: &App, revision: &str) -> Arc<ControllerRevision> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": format!("notes-{revision}"), "namespace": "notes",
+                         "labels": {"winky.dev/app": "notes"}},
+            "data": {"revision": {"id": revision, "image": app.spec.image}, "app": app.spec},
+            "revision": 1,
+        }))
+        .unwrap(),
+    )
+}
+
+/// The stages of `app` under `policy`, with `promotions` and `snapshots` cached.
+fn resolve<'a>(
+    app: &'a App,
+    policy: &PromotionPolicySpec,
+    promotions: &[Arc<Promotion>],
+    snapshots: &[Arc<ControllerRevision>],
+) -> Result<Vec<Stage<'a>>, Invalid> {
+    let plan = validate::validate(app, &POLICY_OK).unwrap();
+    stages::resolve(app, &plan, policy, promotions, |revision| {
+        snapshots
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(&format!("notes-{revision}")))
+            .cloned()
+    })
+}
+
+#[test]
+fn stage_namespaces_and_names_follow_the_policy() {
+    let defaults: winky_crds::PromotionPolicy =
+        serde_saphyr::from_str(include_str!("../../../policies/defaults/promotion-policy.yaml")).unwrap();
+    let targets = stages::targets("notes", "team", Some(&defaults.spec)).unwrap();
+    let found: Vec<(&str, &str, &str)> = targets
+        .iter()
+        .map(|t| (t.stage.as_str(), t.namespace.as_str(), t.child.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("preview", "team-preview", "notes"),
+            ("staging", "team-staging", "notes"),
+            ("production", "team", "notes"),
+        ]
+    );
+
+    // Two stages in the App's namespace: the last keeps the App's name.
+    let shared = policy(serde_json::json!([
+        {"name": "preview", "namespace": "{app.namespace}-preview"},
+        {"name": "staging"},
+        {"name": "production", "namespace": "{app.namespace}"},
+    ]));
+    let children: Vec<String> = stages::targets("notes", "team", Some(&shared))
+        .unwrap()
+        .into_iter()
+        .map(|t| format!("{}/{}", t.namespace, t.child))
+        .collect();
+    assert_eq!(
+        children,
+        ["team-preview/notes", "team/notes-staging", "team/notes"]
+    );
+
+    let default = stages::targets("notes", "team", None).unwrap();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0].stage, "default");
+
+    let too_long = policy(serde_json::json!([{"name": "p", "namespace": "{app.namespace}-{app.name}"}]));
+    let err = stages::targets(&"a".repeat(40), &"n".repeat(30), Some(&too_long)).unwrap_err();
+    assert_eq!(err.reason(), "StageNamespaceInvalid");
+    assert!(err.message().contains("\"p\""), "{}", err.message());
+
+    let long_child = policy(serde_json::json!([{"name": "preview"}, {"name": "production"}]));
+    let err = stages::targets(&"a".repeat(60), "team", Some(&long_child)).unwrap_err();
+    assert_eq!(err.reason(), "StageNameTooLong");
+}
+
+#[test]
+fn each_stage_runs_the_snapshot_promoted_into_it_not_the_apps_spec() {
+    let old = staged_app("registry.example/notes:1");
+    let app = staged_app("registry.example/notes:2");
+    let promotions = [
+        promotion("p0", "preview", "r-0", "Retired", "2030-01-01T00:00:00Z"),
+        promotion("p1", "preview", "r-1", "Promoted", "2030-01-02T00:00:00Z"),
+        // Another App's, and a stage not Promoted.
+        promotion(
+            "p2",
+            "production",
+            "r-1",
+            "AwaitingApproval",
+            "2030-01-02T00:00:00Z",
+        ),
+    ];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    assert_eq!(stages.len(), 2);
+
+    let preview = stages[0].plan().expect("preview runs r-1");
+    assert_eq!(preview.revision, "r-1");
+    assert_eq!(preview.target.namespace, "notes-preview");
+    let d = build::deployment(preview);
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example/notes:1"),
+        "the snapshot's image, not the App's current one"
+    );
+    assert_eq!(d.metadata.namespace.as_deref(), Some("notes-preview"));
+    assert_eq!(d.metadata.name.as_deref(), Some("notes"));
+    let children = build::children(preview);
+    for (kind, namespace, _) in children.names() {
+        assert_eq!(namespace, "notes-preview", "{kind}");
+    }
+    for meta in [&children.deployment.metadata, &children.config_map.metadata] {
+        assert!(
+            meta.owner_references.is_none(),
+            "no owner reference across namespaces"
+        );
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["winky.dev/app"], "notes");
+        assert_eq!(labels["winky.dev/app-namespace"], "notes");
+        assert_eq!(labels["winky.dev/stage"], "preview");
+    }
+    let selector = d.spec.unwrap().selector.match_labels.unwrap();
+    assert_eq!(selector["winky.dev/stage"], "preview");
+
+    assert!(
+        matches!(stages[1].run, Run::Idle),
+        "nothing promoted into production"
+    );
+    assert_eq!(stages[1].target.namespace, "notes");
+
+    // Promoted into production too: its children live in the App's
+    // namespace, owned by it.
+    let promotions = [
+        promotion("p1", "preview", "r-1", "Promoted", "2030-01-02T00:00:00Z"),
+        promotion("p3", "production", "r-1", "Promoted", "2030-01-03T00:00:00Z"),
+    ];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let production = stages[1].plan().unwrap();
+    let owners = build::service(production).metadata.owner_references.unwrap();
+    assert_eq!(owners[0].name, "notes");
+}
+
+#[test]
+fn the_newest_promoted_promotion_of_a_stage_wins() {
+    let promotions = [
+        promotion("b-old", "preview", "r-1", "Promoted", "2030-01-01T00:00:00Z"),
+        promotion("a-new", "preview", "r-2", "Promoted", "2030-01-02T00:00:00Z"),
+        promotion("c-back", "preview", "r-3", "RolledBack", "2030-01-03T00:00:00Z"),
+    ];
+    let found = stages::promoted(&promotions, "notes", "preview").unwrap();
+    assert_eq!(found.metadata.name.as_deref(), Some("a-new"));
+    assert!(stages::promoted(&promotions, "notes", "production").is_none());
+    assert!(stages::promoted(&promotions, "shop", "preview").is_none());
+}
+
+#[test]
+fn a_promoted_revision_without_a_usable_snapshot_is_held() {
+    let app = staged_app("registry.example/notes:2");
+    let promotions = [promotion(
+        "p1",
+        "preview",
+        "r-1",
+        "Promoted",
+        "2030-01-02T00:00:00Z",
+    )];
+    let stages = resolve(&app, &two_stages(), &promotions, &[]).unwrap();
+    match &stages[0].run {
+        Run::Held {
+            revision,
+            reason,
+            degraded,
+            message,
+        } => {
+            assert_eq!(
+                (revision.as_str(), *reason, *degraded),
+                ("r-1", "WaitingForSnapshot", false)
+            );
+            assert!(message.contains("notes-r-1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A snapshot of another revision under that name cannot run.
+    let mut wrong = (*snapshot(&app, "r-9")).clone();
+    wrong.metadata.name = Some("notes-r-1".into());
+    let stages = resolve(&app, &two_stages(), &promotions, &[Arc::new(wrong)]).unwrap();
+    assert!(matches!(
+        stages[0].run,
+        Run::Held {
+            reason: "SnapshotUnreadable",
+            degraded: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_stage_is_held_while_its_namespace_goes_or_another_app_holds_its_names() {
+    let old = staged_app("registry.example/notes:1");
+    let app = staged_app("registry.example/notes:2");
+    let promotions = [
+        promotion("p1", "preview", "r-1", "Promoted", "2030-01-02T00:00:00Z"),
+        promotion("p2", "production", "r-1", "Promoted", "2030-01-02T00:00:00Z"),
+    ];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let held = stages::hold(
+        stages,
+        |ns| ns == "notes-preview",
+        |ns, child| (ns == "notes" && child == "notes").then(|| "other/notes".to_string()),
+    );
+    assert!(matches!(
+        held[0].run,
+        Run::Held {
+            reason: "NamespaceTerminating",
+            degraded: false,
+            ..
+        }
+    ));
+    match &held[1].run {
+        Run::Held { reason, message, .. } => {
+            assert_eq!(*reason, "NameConflict");
+            assert!(message.contains("other/notes"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_no_stage_keeps_is_deleted() {
+    let old = staged_app("registry.example/notes:1");
+    let app = staged_app("registry.example/notes:2");
+    let promotions = [promotion(
+        "p1",
+        "preview",
+        "r-1",
+        "Promoted",
+        "2030-01-02T00:00:00Z",
+    )];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let built: Vec<_> = stages.iter().map(|s| s.plan().map(build::children)).collect();
+    let keep = Keep::of(&stages, &built);
+    let preview = Some("preview");
+    assert!(keep.keeps("Deployment", "notes-preview", "notes", preview));
+    assert!(keep.keeps("ConfigMap", "notes-preview", "notes-runtime", preview));
+    assert!(keep.keeps("PodDisruptionBudget", "notes-preview", "notes", preview));
+    // production runs nothing: its children go.
+    assert!(!keep.keeps("Deployment", "notes", "notes", Some("production")));
+    // The default stage's children, from before the App had a policy.
+    assert!(!keep.keeps("Deployment", "notes", "notes", Some("default")));
+    // The same name for another stage: made anew (its selector differs).
+    assert!(!keep.keeps("Deployment", "notes-preview", "notes", Some("production")));
+    assert!(!keep.keeps("Deployment", "notes-preview", "notes", None));
+
+    // One replica: no budget.
+    let mut single = old.clone();
+    single.spec.replicas = 1;
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&single, "r-1")]).unwrap();
+    let built: Vec<_> = stages.iter().map(|s| s.plan().map(build::children)).collect();
+    let keep = Keep::of(&stages, &built);
+    assert!(!keep.keeps("PodDisruptionBudget", "notes-preview", "notes", preview));
+    assert!(keep.keeps("Service", "notes-preview", "notes", preview));
+
+    // A held stage keeps whatever runs there.
+    let stages = resolve(&app, &two_stages(), &promotions, &[]).unwrap();
+    let keep = Keep::of(&stages, &[None, None]);
+    assert!(keep.keeps("Deployment", "notes-preview", "notes", preview));
+    assert!(keep.keeps("ConfigMap", "notes-preview", "anything", preview));
+    assert!(!keep.keeps("Deployment", "notes", "notes", Some("production")));
+}
+
+#[test]
+fn status_lists_every_stage_and_ready_means_every_running_stage_is_available() {
+    let old = staged_app("registry.example/notes:1");
+    let app = staged_app("registry.example/notes:2");
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let get = |s: &AppStatus, t: &str| {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+
+    // Nothing promoted yet.
+    let stages = resolve(&app, &two_stages(), &[], &[]).unwrap();
+    let s = status::desired_status(&app, &Outcome::Applied(&outcomes(&stages, &[None, None])), now);
+    assert_eq!(get(&s, READY), ("False".into(), "NotPromoted".into()));
+    assert_eq!(get(&s, PROGRESSING), ("False".into(), "NotPromoted".into()));
+    assert_eq!(get(&s, DEGRADED), ("False".into(), "AsExpected".into()));
+    let names: Vec<(&str, &str)> = s
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.namespace.as_str()))
+        .collect();
+    assert_eq!(names, [("preview", "notes-preview"), ("production", "notes")]);
+    assert!(s.stages.iter().all(|s| s.revision.is_none() && s.phase.is_none()));
+    assert_eq!(
+        s.revision.as_ref().unwrap().id,
+        revision::of(&app),
+        "the App's current revision"
+    );
+    assert_eq!(s.revision.as_ref().unwrap().image, "registry.example/notes:2");
+    assert!(s.url.is_none());
+
+    // preview runs r-1 and is available; production runs nothing: Ready.
+    let promotions = [promotion(
+        "p1",
+        "preview",
+        "r-1",
+        "Promoted",
+        "2030-01-02T00:00:00Z",
+    )];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let done = with_status(build::deployment(stages[0].plan().unwrap()), 2, 2);
+    let s = status::desired_status(
+        &app,
+        &Outcome::Applied(&outcomes(&stages, &[Some(&done), None])),
+        now,
+    );
+    assert_eq!(get(&s, READY), ("True".into(), "Available".into()));
+    let preview = &s.stages[0];
+    assert_eq!(preview.revision.as_deref(), Some("r-1"));
+    assert_eq!(preview.phase.as_deref(), Some("Available"));
+    assert_eq!(preview.replicas.as_deref(), Some("2/2"));
+    assert_eq!(
+        preview.url.as_deref(),
+        Some("http://notes.notes-preview.svc:8080")
+    );
+    assert_eq!(preview.since.as_deref(), Some(now.to_string().as_str()));
+    assert_eq!(s.url, preview.url, "the first stage that runs");
+    assert!(s.stages[1].revision.is_none());
+    assert_ne!(s.revision.as_ref().unwrap().id, "r-1");
+
+    // production rolls out r-1 as well: Progressing, not Ready; preview's
+    // `since` stays.
+    let mut app_later = app.clone();
+    app_later.status = Some(s.clone());
+    let promotions = [
+        promotion("p1", "preview", "r-1", "Promoted", "2030-01-02T00:00:00Z"),
+        promotion("p2", "production", "r-1", "Promoted", "2030-01-03T00:00:00Z"),
+    ];
+    let stages = resolve(&app_later, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let rolling = with_status(build::deployment(stages[1].plan().unwrap()), 0, 1);
+    let later = Timestamp::from_second(1_800_000_100).unwrap();
+    let s = status::desired_status(
+        &app_later,
+        &Outcome::Applied(&outcomes(&stages, &[Some(&done), Some(&rolling)])),
+        later,
+    );
+    assert_eq!(get(&s, READY), ("False".into(), "RolloutInProgress".into()));
+    assert_eq!(get(&s, PROGRESSING), ("True".into(), "RolloutInProgress".into()));
+    let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+    assert!(ready.message.starts_with("production: "), "{}", ready.message);
+    assert_eq!(s.stages[0].since.as_deref(), Some(now.to_string().as_str()));
+    assert_eq!(s.stages[1].since.as_deref(), Some(later.to_string().as_str()));
+    assert_eq!(s.stages[1].phase.as_deref(), Some("Progressing"));
+
+    // A held stage with an unreadable snapshot degrades the App.
+    let stages = stages::hold(
+        stages,
+        |_| false,
+        |ns, _| (ns == "notes").then(|| "x/notes".into()),
+    );
+    let s = status::desired_status(
+        &app_later,
+        &Outcome::Applied(&outcomes(&stages, &[Some(&done), None])),
+        later,
+    );
+    assert_eq!(get(&s, DEGRADED), ("True".into(), "NameConflict".into()));
+    assert_eq!(s.stages[1].phase.as_deref(), Some("Degraded"));
+}
+
+#[test]
+fn stage_events_name_the_stage_and_its_revision() {
+    let old = staged_app("registry.example/notes:1");
+    let app = staged_app("registry.example/notes:2");
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let promotions = [promotion(
+        "p1",
+        "preview",
+        "r-1",
+        "Promoted",
+        "2030-01-02T00:00:00Z",
+    )];
+    let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
+    let running = status::desired_status(&app, &Outcome::Applied(&outcomes(&stages, &[None, None])), now);
+    let events = super::status_events(&AppStatus::default(), &running, &status::images(&stages), true);
+    let applied: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason == "RevisionApplied")
+        .filter_map(|e| e.note.as_deref())
+        .collect();
+    assert_eq!(
+        applied,
+        ["applied revision r-1 (image registry.example/notes:1) to stage preview in namespace notes-preview"]
+    );
+
+    let idle = resolve(&app, &two_stages(), &[], &[]).unwrap();
+    let stopped = status::desired_status(&app, &Outcome::Applied(&outcomes(&idle, &[None, None])), now);
+    let events = super::status_events(&running, &stopped, &status::images(&idle), true);
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    assert!(reasons.contains(&"StageStopped"), "{reasons:?}");
+    assert!(!events.iter().any(|e| e.reason == "RevisionApplied"));
+}
+
+#[test]
+fn a_stage_namespace_is_restricted_and_says_whose_it_is() {
+    let ns = super::stage_namespace("team-preview", &crate::index::AppKey::new("team", "notes"));
+    let labels = ns.metadata.labels.unwrap();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "winky-operator");
+    assert_eq!(labels["winky.dev/stage-of"], "team.notes");
+    assert_eq!(ns.metadata.name.as_deref(), Some("team-preview"));
+}
+
+#[tokio::test]
+async fn only_a_promotions_phase_wakes_its_app() {
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
+    let with_history = |phase: &str, entries: usize| {
+        let mut p = (*promotion("p1", "preview", "r-1", phase, "2030-01-02T00:00:00Z")).clone();
+        let status = p.status.as_mut().unwrap();
+        for i in 0..entries {
+            status.history.push(winky_crds::promotion::HistoryEntry {
+                at: format!("2030-01-02T00:00:0{i}Z"),
+                event: "GateWaiting".into(),
+                actor: "operator".into(),
+                message: String::new(),
+            });
+        }
+        p
+    };
+    let events = futures::stream::iter([
+        Event::Init,
+        Event::InitApply(with_history("Pending", 0)),
+        Event::InitDone,
+        Event::Apply(with_history("AwaitingApproval", 1)),
+        // History appended, same phase: nothing to do.
+        Event::Apply(with_history("AwaitingApproval", 2)),
+        Event::Apply(with_history("Promoted", 3)),
+        Event::Delete(with_history("Promoted", 3)),
+    ])
+    .map(Ok);
+    let passed: Vec<String> = super::wiring::phase_changes(events)
+        .map(|p| format!("{:?}", p.unwrap().status.unwrap().phase))
+        .collect()
+        .await;
+    assert_eq!(passed, ["Pending", "AwaitingApproval", "Promoted", "Promoted"]);
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 use winky_crds::gitsource::InventoryEntry;
-use winky_crds::keys::{GIT_COMMIT_ANNOTATION, GIT_SOURCE_ANNOTATION};
+use winky_crds::keys::{GIT_COMMIT_ANNOTATION, GIT_SOURCE_ANNOTATION, PULL_REQUEST_ANNOTATION};
 use winky_crds::{App, Function, Rule};
 
 /// A file read from the commit: its path in the repository and its text.
@@ -245,6 +245,8 @@ pub struct SourceRef<'a> {
     pub name: &'a str,
     /// The commit being applied.
     pub commit: &'a str,
+    /// The pull request that merged it, when known.
+    pub pull_request: Option<i64>,
 }
 
 impl SourceRef<'_> {
@@ -300,6 +302,9 @@ fn object(file: &str, line: usize, value: Value, source: &SourceRef<'_>) -> Resu
     let annotations = object.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(GIT_SOURCE_ANNOTATION.into(), source.annotation());
     annotations.insert(GIT_COMMIT_ANNOTATION.into(), source.commit.to_string());
+    if let Some(number) = source.pull_request {
+        annotations.insert(PULL_REQUEST_ANNOTATION.into(), number.to_string());
+    }
     Ok(Manifest {
         file: file.to_string(),
         line,
@@ -404,6 +409,7 @@ mod tests {
         namespace: "team",
         name: "apps",
         commit: "0123456789abcdef0123456789abcdef01234567",
+        pull_request: Some(7),
     };
 
     fn file(path: &str, content: &str) -> SourceFile {
@@ -454,6 +460,7 @@ mod tests {
         let annotations = app.object.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations[GIT_SOURCE_ANNOTATION], "team/apps");
         assert_eq!(annotations[GIT_COMMIT_ANNOTATION], SOURCE.commit);
+        assert_eq!(annotations[PULL_REQUEST_ANNOTATION], "7");
         assert_eq!(manifests[0].namespace(), None);
         assert_eq!(
             app.entry(),

@@ -210,6 +210,7 @@ async fn report_sync(
             commit,
             inventory,
             pruned,
+            ..
         } => (
             commit,
             StatusState::Success,
@@ -323,6 +324,12 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
         .status
         .as_ref()
         .and_then(|s| s.last_applied_commit.as_deref());
+    // The pull request that merged the commit, kept for its re-applies.
+    let mut pull_request = source
+        .status
+        .as_ref()
+        .filter(|_| applied_before == Some(head.commit.as_str()))
+        .and_then(|s| s.last_applied_pull_request);
     if let Some(github) = github
         && applied_before != Some(head.commit.as_str())
     {
@@ -338,6 +345,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
             synced.outcome = refused(refusal.reason, refusal.message, commit);
             return synced;
         }
+        pull_request = merged.map(|m| m.number as i64);
     }
 
     // Reading the commit from the cache blocks too, briefly.
@@ -363,6 +371,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
         namespace: &namespace,
         name: &name,
         commit: &head.commit,
+        pull_request,
     };
     let manifests = match manifests::parse(&files, &source_ref) {
         Ok(m) => m,
@@ -419,6 +428,7 @@ async fn sync(source: &GitSource, ctx: &GitSourceContext, github: Option<&GitHub
             ctx.core.metrics.git_applied(&namespace, &name, Timestamp::now());
             Outcome::Applied {
                 commit: head.commit,
+                pull_request,
                 inventory,
                 pruned,
             }

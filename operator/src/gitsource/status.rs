@@ -27,6 +27,7 @@ pub enum Outcome {
     /// Every object of `commit` is applied; `pruned` were deleted.
     Applied {
         commit: String,
+        pull_request: Option<i64>,
         inventory: Vec<InventoryEntry>,
         pruned: Vec<InventoryEntry>,
     },
@@ -75,11 +76,13 @@ pub fn desired_status(
         )],
         Outcome::Applied {
             commit,
+            pull_request,
             inventory,
             pruned,
         } => {
             status.last_attempted_commit = Some(commit.clone());
             status.last_applied_commit = Some(commit.clone());
+            status.last_applied_pull_request = *pull_request;
             status.inventory = inventory.clone();
             let mut message = format!("applied commit {}: {} objects", short(commit), inventory.len());
             if !pruned.is_empty() {
@@ -214,6 +217,7 @@ mod tests {
         let first = source(None);
         let applied = Outcome::Applied {
             commit: "aaaaaaaaaaaaaaaaaaaa".into(),
+            pull_request: Some(7),
             inventory: vec![entry("notes")],
             pruned: vec![],
         };
@@ -222,6 +226,7 @@ mod tests {
             status.last_applied_commit.as_deref(),
             Some("aaaaaaaaaaaaaaaaaaaa")
         );
+        assert_eq!(status.last_applied_pull_request, Some(7));
         assert_eq!(status.last_fetched_at.as_deref(), Some("1970-01-01T00:00:10Z"));
         assert_eq!(status.observed_generation, Some(2));
         let ready = conditions::find(&status.conditions, READY).unwrap();

@@ -69,6 +69,7 @@ pub fn controller(
         .graceful_shutdown_on(stop);
     let webhook_addr = options.webhook_addr;
     let cache_dir = options.git_cache_dir.clone();
+    let (apps, nudge) = (caches.apps.store.clone(), watches.nudges.0.clone());
     let (client, metrics) = (client.clone(), metrics.clone());
     async move {
         // The webhook receiver runs with the controller (on the leader) and stops with it.
@@ -98,6 +99,8 @@ pub fn controller(
                     policies: caches.policies.store.clone(),
                     metrics: metrics.clone(),
                     cache_dir,
+                    apps,
+                    nudge,
                 },
             ));
             AbortOnDrop(vec![server, recorded])

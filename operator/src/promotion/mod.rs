@@ -1,0 +1,318 @@
+//! The Promotion controller: for every App that follows a PromotionPolicy,
+//! each revision moves stage by stage only when its gates hold, and every
+//! decision is on record in its Promotions.
+//!
+//! ```text
+//!  App (new revision) ─▶ snapshot: ControllerRevision <app>-<revision> (owned by the App)
+//!      │
+//!      ├─ gather: policy stages, the App's Promotions, approvals (GitHub: the
+//!      │          merged pull request's comments), SLO results
+//!      ├─ winky_promotion::pipeline::decide (pure)
+//!      └─ write: new Promotions, changed statuses (append-only history and
+//!                approvals), one Event per new history entry
+//! ```
+//!
+//! The App controller runs, in each stage, the revision Promoted into it.
+//! Gates that wait on time (soak) requeue when they end; gates that wait on
+//! people (approvals) are looked at again when a Promotion changes, and
+//! every [`APPROVALS_POLL`] while one waits.
+
+pub mod gather;
+pub mod wiring;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, instrument};
+use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL};
+use winky_crds::promotion::{Promotion, PromotionStatus, RevisionSnapshot, snapshot_name};
+use winky_crds::{App, PromotionPolicy};
+use winky_promotion::pipeline::{self, AppView, Inputs};
+
+pub use self::wiring::controller;
+use crate::apply::apply_params;
+use crate::context::{ControllerContext, Core};
+use crate::driver;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::listed::Listed;
+use crate::metrics::ReconcileResult;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "promotion";
+/// How often a Promotion waiting for approvals looks at GitHub again when no
+/// webhook says something changed.
+pub const APPROVALS_POLL: Duration = Duration::from_secs(30);
+
+/// Shared state of the Promotion controller.
+pub struct PromotionContext {
+    /// Client, Events, metrics, backoffs.
+    pub core: Core,
+    /// Every Promotion in scope.
+    pub promotions: Store<Promotion>,
+    /// Every PromotionPolicy.
+    pub policies: Store<PromotionPolicy>,
+    /// Resolves once the caches above have listed.
+    pub listed: Listed,
+    /// Revisions already kept as ControllerRevisions, by App uid: one apply
+    /// per revision, not per reconcile (after a restart, one no-op apply).
+    pub snapshots: Mutex<HashSet<(String, String)>>,
+}
+
+impl ControllerContext for PromotionContext {
+    const NAME: &'static str = CONTROLLER;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl std::fmt::Debug for PromotionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromotionContext").finish_non_exhaustive()
+    }
+}
+
+/// Moves the revisions of one App through its stages.
+#[instrument(skip(app, ctx), fields(app = %app.name_any(), namespace = app.namespace().unwrap_or_default()))]
+pub async fn reconcile(app: Arc<App>, ctx: Arc<PromotionContext>) -> Result<Action> {
+    driver::reconcile(app.as_ref(), ctx.as_ref(), async {
+        pipeline_of(&app, &ctx).await
+    })
+    .await
+}
+
+async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResult, Action)> {
+    if app.meta().deletion_timestamp.is_some() {
+        return Ok((ReconcileResult::Deleting, Action::await_change()));
+    }
+    ctx.listed.wait().await;
+    let namespace = app.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    // No policy, a policy not there (the App controller reports it), or no
+    // revision computed yet: nothing to promote.
+    let Some(policy) = app
+        .spec
+        .policy
+        .as_ref()
+        .and_then(|name| ctx.policies.get(&ObjectRef::new(name)))
+    else {
+        return Ok((ReconcileResult::Invalid, Action::await_change()));
+    };
+    let Some(revision) = app.status.as_ref().and_then(|s| s.revision.clone()) else {
+        return Ok((ReconcileResult::Success, Action::await_change()));
+    };
+    keep_snapshot(app, &namespace, &revision, ctx).await?;
+
+    let name = app.name_any();
+    let promotions: Vec<Promotion> = ctx
+        .promotions
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.app == name)
+        .map(|p| p.as_ref().clone())
+        .collect();
+    let now = Timestamp::now();
+    let found = gather::approvals(app, &policy, &promotions, ctx).await;
+    let slo = BTreeMap::new();
+    let inputs = Inputs {
+        app: AppView {
+            name: &name,
+            revision: Some(&revision),
+            emulator: app.status.as_ref().and_then(|s| s.emulator.as_ref()),
+        },
+        stages: &policy.spec.stages,
+        promotions: &promotions,
+        approvals: &found.approvals,
+        slo: &slo,
+        commands: &[],
+        now,
+    };
+    let decision = pipeline::decide(&inputs);
+    write(app, &namespace, &promotions, &decision, ctx).await?;
+
+    let waiting_for_people = promotions.iter().chain(decision.create.iter()).any(|p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.phase == winky_crds::promotion::Phase::AwaitingApproval)
+    });
+    let next = [
+        decision.recheck_in,
+        waiting_for_people.then_some(APPROVALS_POLL),
+        found.retry,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let action = next.map_or_else(Action::await_change, Action::requeue);
+    Ok((ReconcileResult::Success, action))
+}
+
+/// Keeps `revision` of `app` as a ControllerRevision the App owns, once.
+async fn keep_snapshot(
+    app: &App,
+    namespace: &str,
+    revision: &winky_crds::common::RevisionRef,
+    ctx: &PromotionContext,
+) -> Result<()> {
+    let key = (app.uid().unwrap_or_default(), revision.id.clone());
+    if ctx
+        .snapshots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&key)
+    {
+        return Ok(());
+    }
+    let name = snapshot_name(&app.name_any(), &revision.id);
+    let snapshot = RevisionSnapshot {
+        revision: revision.clone(),
+        app: app.spec.clone(),
+    };
+    let data = serde_json::to_value(&snapshot).map_err(|source| Error::Serialize {
+        what: "a revision snapshot",
+        source,
+    })?;
+    let owner = app
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
+    let object = ControllerRevision {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(
+                [
+                    (APP_LABEL.to_string(), app.name_any()),
+                    (MANAGED_BY_LABEL.to_string(), crate::MANAGED_BY.to_string()),
+                ]
+                .into(),
+            ),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        data: Some(RawExtension(data)),
+        // The revision's place in the App's history: when it was first seen.
+        revision: Timestamp::now().as_millisecond(),
+    };
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.core.client.clone(), namespace);
+    api.patch(&name, &apply_params(), &Patch::Apply(&object))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "ControllerRevision".into(),
+            name,
+            source,
+        })?;
+    ctx.snapshots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key);
+    Ok(())
+}
+
+/// Creates the new Promotions and writes the statuses that changed; one
+/// Event per new history entry.
+async fn write(
+    app: &App,
+    namespace: &str,
+    before: &[Promotion],
+    decision: &pipeline::Decision,
+    ctx: &PromotionContext,
+) -> Result<()> {
+    let client = &ctx.core.client;
+    let api: Api<Promotion> = Api::namespaced(client.clone(), namespace);
+    let owner = app
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
+    for promotion in &decision.create {
+        let mut object = promotion.clone();
+        object.metadata.namespace = Some(namespace.to_string());
+        object.metadata.owner_references = Some(vec![owner.clone()]);
+        object.metadata.labels = Some([(APP_LABEL.to_string(), app.name_any())].into());
+        let status = object.status.take().unwrap_or_default();
+        let created = match api.create(&PostParams::default(), &object).await {
+            Ok(created) => created,
+            // Created by a reconcile a moment ago, from a cache that had not
+            // seen it yet: the watch brings it, and the next reconcile
+            // decides from what is there.
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: "Promotion".into(),
+                    name: object.name_any(),
+                    source,
+                });
+            }
+        };
+        write_status(client, &created, &status).await?;
+        announce(&created, &PromotionStatus::default(), &status, ctx).await;
+        info!(promotion = %created.name_any(), "created");
+    }
+    for (name, status) in &decision.statuses {
+        let Some(existing) = before
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        else {
+            continue;
+        };
+        write_status(client, existing, status).await?;
+        announce(
+            existing,
+            &existing.status.clone().unwrap_or_default(),
+            status,
+            ctx,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Writes `status` to `promotion` only if the Promotion is still the one the
+/// decision was made from: its resourceVersion goes with the patch, so a
+/// decision made from a stale cache is refused (409) and made again from
+/// the newer Promotion, instead of overwriting a phase.
+async fn write_status(client: &kube::Client, promotion: &Promotion, status: &PromotionStatus) -> Result<()> {
+    let api: Api<Promotion> = Api::namespaced(client.clone(), &promotion.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "winky.dev/v1alpha1",
+        "kind": "Promotion",
+        "metadata": {"resourceVersion": promotion.resource_version()},
+        "status": status,
+    });
+    api.patch_status(&promotion.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Status)?;
+    Ok(())
+}
+
+/// One Event per history entry `new` has beyond `old`: Warning for a
+/// rejection or a rollback.
+async fn announce(
+    promotion: &Promotion,
+    old: &PromotionStatus,
+    new: &PromotionStatus,
+    ctx: &PromotionContext,
+) {
+    let added = new.history.iter().skip(old.history.len());
+    let events: Vec<Event> = added
+        .map(|h| Event {
+            type_: if matches!(h.event.as_str(), "Rejected" | "RolledBack" | "GateFailed") {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: h.event.clone(),
+            note: Some(events::truncate(&format!("{}: {}", h.actor, h.message), 1000)),
+            action: "Promote".into(),
+            secondary: None,
+        })
+        .collect();
+    events::publish(&ctx.core.recorder, &promotion.object_ref(&()), events).await;
+}
