@@ -39,8 +39,12 @@ echo
 echo "== kubectl get winky -n notes"
 "${k[@]}" get winky -n notes
 echo
-echo "== what the operator created"
-"${k[@]}" get deployments,services,serviceaccounts,configmaps,networkpolicies,poddisruptionbudgets -n notes -l winky.dev/app=notes
+echo "== the pipeline: each stage runs the revision promoted into it"
+"${k[@]}" get promotions -n notes
+"${k[@]}" get app notes -n notes -o jsonpath='{range .status.stages[*]}  {.name}: namespace {.namespace}, revision {.revision}{"\n"}{end}'
+echo
+echo "== what the operator created for preview (namespace notes-preview)"
+"${k[@]}" get deployments,services,serviceaccounts,configmaps,networkpolicies,poddisruptionbudgets -n notes-preview -l winky.dev/app=notes
 echo
 echo "== Events"
 "${k[@]}" get events -n notes --field-selector involvedObject.kind=App
@@ -50,8 +54,10 @@ echo "== clone → commit → push: the push webhook applies the merge at once"
 work=$dev/work
 rm -rf "$work"
 git clone --quiet "$(cat "$dev/git-url")" "$work"
-sed -i 's/^  replicas: 2$/  replicas: 3/' "$work/deploy/notes/app.yaml"
-git -C "$work" -c user.name=demo -c user.email=demo@winky.invalid commit --quiet -am "feat(notes): three replicas"
+# Three replicas, or two again when an earlier demo already made it three.
+if grep -q '^  replicas: 3$' "$work/deploy/notes/app.yaml"; then want=2; else want=3; fi
+sed -i "s/^  replicas: [0-9]*$/  replicas: $want/" "$work/deploy/notes/app.yaml"
+git -C "$work" -c user.name=demo -c user.email=demo@winky.invalid commit --quiet -am "feat(notes): $want replicas"
 after=$(git -C "$work" rev-parse HEAD)
 started=$(date +%s%N)
 git -C "$work" push origin HEAD:main 2>&1 | sed 's/^/  /'
@@ -60,6 +66,12 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 echo "  applied ${after:0:12} in $(( ($(date +%s%N) - started) / 1000000 )) ms: notes now wants $("${k[@]}" get app notes -n notes -o jsonpath='{.spec.replicas}') replicas"
+echo "  a new revision, so a new promotion into preview:"
+for _ in $(seq 1 40); do
+  [ "$("${k[@]}" get promotions -n notes --no-headers 2>/dev/null | wc -l)" -gt 2 ] && break
+  sleep 0.25
+done
+"${k[@]}" get promotions -n notes
 "${k[@]}" get events -n winky-system --field-selector involvedObject.name=examples
 cat <<MSG
 
@@ -67,6 +79,12 @@ The control plane, the operator and the container engine keep running. No
 node runs pods here, so the App stays Progressing (its pods are created,
 admitted under Pod Security "restricted", and wait for a node); the emulator
 ran its checks in podman containers instead.
+
+The notes App follows the default PromotionPolicy: each revision entered
+preview once its emulator checks passed, and now waits in staging for an
+approval: an approver's /approve comment on the GitHub pull request that
+merged it (docs/promotions.md). This local repository is pushed to
+directly and has no pull requests, so staging waits here.
 
   export KUBECONFIG=$PWD/$dev/kubeconfig
   $dev/kubectl get winky -A

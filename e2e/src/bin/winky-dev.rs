@@ -163,7 +163,11 @@ fn examples_repository(dir: &Path, cp: &ControlPlane, webhook: std::net::SocketA
         "The Winky examples, applied by the GitSource winky-system/examples.\n".into(),
     ));
     let borrowed: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
-    let bare = git.create(EXAMPLES, &borrowed)?;
+    // A repository from an earlier `make up` is kept, with what was pushed to it.
+    let bare = match git.git_dir(EXAMPLES) {
+        existing if existing.join("HEAD").is_file() => existing,
+        _ => git.create(EXAMPLES, &borrowed)?,
+    };
     let hook = bare.join("hooks/post-receive");
     let me = std::env::current_exe()?;
     std::fs::write(
