@@ -17,6 +17,7 @@ mod controlplane;
 pub mod engine;
 pub mod git;
 pub mod github;
+pub mod gitops;
 mod objects;
 pub mod openai;
 mod operator;

@@ -12,9 +12,8 @@ use kube::{Api, Client, ResourceExt};
 use winky_crds::keys::{GIT_COMMIT_ANNOTATION, GIT_SOURCE_ANNOTATION};
 use winky_crds::{App, GitSource};
 use winky_e2e::git::{GitServer, WorkTree};
+use winky_e2e::gitops::{self, WAIT, app_yaml};
 use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually, gone_or_going};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 struct Env {
     client: Client,
@@ -40,12 +39,6 @@ async fn env(prefix: &str) -> Env {
     }
 }
 
-fn app_yaml(name: &str, image: &str) -> String {
-    format!(
-        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  port: 8080\n"
-    )
-}
-
 async fn source(env: &Env, name: &str, repo: &str, extra: serde_json::Value) -> GitSource {
     let mut spec = serde_json::json!({
         "url": env.git.url(repo),
@@ -67,46 +60,6 @@ async fn source(env: &Env, name: &str, repo: &str, extra: serde_json::Value) -> 
         }),
     )
     .await
-}
-
-/// The GitSource once its status says `type_` has `status` (and, when given, `reason`).
-async fn condition(env: &Env, name: &str, type_: &str, status: &str, reason: Option<&str>) -> GitSource {
-    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
-    eventually(
-        &format!("GitSource {name} {type_}={status} {reason:?}"),
-        WAIT,
-        || async {
-            let source = api.get(name).await.ok()?;
-            let c = source
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == type_)?
-                .clone();
-            (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(source)
-        },
-    )
-    .await
-}
-
-async fn applied_commit(env: &Env, name: &str, commit: &str) -> GitSource {
-    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
-    eventually(&format!("GitSource {name} to apply {commit}"), WAIT, || async {
-        let source = api.get(name).await.ok()?;
-        (source.status.as_ref()?.last_applied_commit.as_deref() == Some(commit)).then_some(source)
-    })
-    .await
-}
-
-fn message(source: &GitSource, type_: &str) -> String {
-    source
-        .status
-        .iter()
-        .flat_map(|s| s.conditions.iter())
-        .find(|c| c.type_ == type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 async fn events_of(env: &Env, name: &str) -> Vec<Event> {
@@ -136,7 +89,7 @@ async fn what_is_merged_is_applied_changed_pruned_and_put_back() {
 
     let started = Instant::now();
     source(&env, "apps", "apps", serde_json::json!({})).await;
-    let synced = applied_commit(&env, "apps", &first).await;
+    let synced = gitops::applied(&env.client, env.ns.name(), "apps", &first).await;
     println!(
         "GitSource created → first commit applied: {:?}",
         started.elapsed()
@@ -145,11 +98,19 @@ async fn what_is_merged_is_applied_changed_pruned_and_put_back() {
     assert_eq!(status.last_fetched_commit.as_deref(), Some(first.as_str()));
     assert_eq!(status.inventory.len(), 1);
     assert_eq!(status.inventory[0].name, "notes");
-    let ready = condition(&env, "apps", "Ready", "True", Some("Succeeded")).await;
+    let ready = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "True",
+        Some("Succeeded"),
+    )
+    .await;
     assert!(
-        message(&ready, "Ready").contains("1 objects"),
+        gitops::message(&ready, "Ready").contains("1 objects"),
         "{}",
-        message(&ready, "Ready")
+        gitops::message(&ready, "Ready")
     );
 
     let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
@@ -181,7 +142,7 @@ async fn what_is_merged_is_applied_changed_pruned_and_put_back() {
         .unwrap();
     let second = work.commit_and_push("feat: shop, notes 2").unwrap();
     let started = Instant::now();
-    let synced = applied_commit(&env, "apps", &second).await;
+    let synced = gitops::applied(&env.client, env.ns.name(), "apps", &second).await;
     println!("push → applied through the 1 s interval: {:?}", started.elapsed());
     assert_eq!(synced.status.unwrap().inventory.len(), 2);
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:2");
@@ -206,7 +167,7 @@ async fn what_is_merged_is_applied_changed_pruned_and_put_back() {
     // Removal prunes.
     work.remove("deploy/more").unwrap();
     let third = work.commit_and_push("chore: no shop").unwrap();
-    let synced = applied_commit(&env, "apps", &third).await;
+    let synced = gitops::applied(&env.client, env.ns.name(), "apps", &third).await;
     assert_eq!(synced.status.unwrap().inventory.len(), 1);
     eventually("shop to be pruned", WAIT, || gone_or_going(&apps, "shop")).await;
     assert!(apps.get_opt("notes").await.unwrap().is_some());
@@ -228,7 +189,7 @@ async fn a_bad_commit_applies_nothing_and_the_previous_one_stays() {
     let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
     let first = work.head().unwrap();
     source(&env, "apps", "apps", serde_json::json!({})).await;
-    applied_commit(&env, "apps", &first).await;
+    gitops::applied(&env.client, env.ns.name(), "apps", &first).await;
     let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
 
     // Ten files, one of them refused by the apiserver's schema.
@@ -247,8 +208,16 @@ async fn a_bad_commit_applies_nothing_and_the_previous_one_stays() {
     work.write("deploy/notes.yaml", &app_yaml("notes", "notes:2"))
         .unwrap();
     let bad = work.commit_and_push("feat: ten apps, one broken").unwrap();
-    let stalled = condition(&env, "apps", "Stalled", "True", Some("DryRunFailed")).await;
-    let text = message(&stalled, "Stalled");
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Stalled",
+        "True",
+        Some("DryRunFailed"),
+    )
+    .await;
+    let text = gitops::message(&stalled, "Stalled");
     assert!(
         text.contains("deploy/app-7.yaml:1"),
         "names the file and line: {text}"
@@ -293,28 +262,52 @@ async fn a_bad_commit_applies_nothing_and_the_previous_one_stays() {
     )
     .unwrap();
     work.commit_and_push("chore: a secret").unwrap();
-    let stalled = condition(&env, "apps", "Stalled", "True", Some("KindNotAllowed")).await;
-    assert!(message(&stalled, "Stalled").contains("deploy/zz-secret.yaml:1: Secret (v1)"));
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Stalled",
+        "True",
+        Some("KindNotAllowed"),
+    )
+    .await;
+    assert!(gitops::message(&stalled, "Stalled").contains("deploy/zz-secret.yaml:1: Secret (v1)"));
 
     // A path that is gone, and one that holds no manifests, never prune
     // everything unless that is allowed.
     work.remove("deploy").unwrap();
     work.write("README.md", "moved elsewhere\n").unwrap();
     work.commit_and_push("chore: move the manifests").unwrap();
-    let stalled = condition(&env, "apps", "Stalled", "True", Some("PathNotFound")).await;
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Stalled",
+        "True",
+        Some("PathNotFound"),
+    )
+    .await;
     assert!(
-        message(&stalled, "Stalled").contains("there is no directory deploy/"),
+        gitops::message(&stalled, "Stalled").contains("there is no directory deploy/"),
         "{}",
-        message(&stalled, "Stalled")
+        gitops::message(&stalled, "Stalled")
     );
     work.write("deploy/README.md", "manifests come back soon\n")
         .unwrap();
     work.commit_and_push("docs: placeholder").unwrap();
-    let stalled = condition(&env, "apps", "Stalled", "True", Some("EmptySource")).await;
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Stalled",
+        "True",
+        Some("EmptySource"),
+    )
+    .await;
     assert!(
-        message(&stalled, "Stalled").contains("set spec.allowEmpty"),
+        gitops::message(&stalled, "Stalled").contains("set spec.allowEmpty"),
         "{}",
-        message(&stalled, "Stalled")
+        gitops::message(&stalled, "Stalled")
     );
     assert!(
         apps.get_opt("notes").await.unwrap().is_some(),
@@ -325,8 +318,8 @@ async fn a_bad_commit_applies_nothing_and_the_previous_one_stays() {
     work.write("deploy/notes.yaml", &app_yaml("notes", "notes:3"))
         .unwrap();
     let fixed = work.commit_and_push("fix: notes 3").unwrap();
-    applied_commit(&env, "apps", &fixed).await;
-    condition(&env, "apps", "Ready", "True", None).await;
+    gitops::applied(&env.client, env.ns.name(), "apps", &fixed).await;
+    gitops::condition(&env.client, env.ns.name(), "apps", "Ready", "True", None).await;
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:3");
 }
 
@@ -338,10 +331,18 @@ async fn a_second_source_cannot_take_over_and_a_remote_that_is_down_prunes_nothi
     env.git.create("first", &files).unwrap();
     env.git.create("second", &files).unwrap();
     source(&env, "first", "first", serde_json::json!({})).await;
-    condition(&env, "first", "Ready", "True", None).await;
+    gitops::condition(&env.client, env.ns.name(), "first", "Ready", "True", None).await;
     source(&env, "second", "second", serde_json::json!({})).await;
-    let stalled = condition(&env, "second", "Stalled", "True", Some("OwnershipConflict")).await;
-    let text = message(&stalled, "Stalled");
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "second",
+        "Stalled",
+        "True",
+        Some("OwnershipConflict"),
+    )
+    .await;
+    let text = gitops::message(&stalled, "Stalled");
     assert!(
         text.contains(&format!("belongs to another GitSource ({}/first)", env.ns.name())),
         "{text}"
@@ -408,7 +409,7 @@ async fn a_source_creates_its_own_namespaces_and_never_adopts_anothers() {
         )
         .unwrap();
     source(&env, "apps", "apps", serde_json::json!({})).await;
-    condition(&env, "apps", "Ready", "True", None).await;
+    gitops::condition(&env.client, env.ns.name(), "apps", "Ready", "True", None).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
     let created = namespaces.get(&own).await.unwrap();
     assert_eq!(
@@ -423,14 +424,30 @@ async fn a_source_creates_its_own_namespaces_and_never_adopts_anothers() {
         .create("other", &[("deploy/ns.yaml", &namespace_yaml)])
         .unwrap();
     source(&env, "other", "other", serde_json::json!({})).await;
-    let stalled = condition(&env, "other", "Stalled", "True", Some("OwnershipConflict")).await;
-    assert!(message(&stalled, "Stalled").contains(&format!(
+    let stalled = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "other",
+        "Stalled",
+        "True",
+        Some("OwnershipConflict"),
+    )
+    .await;
+    assert!(gitops::message(&stalled, "Stalled").contains(&format!(
         "Namespace {own} already exists and was not created by this GitSource"
     )));
     let default_ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n";
     env.git.create("grab", &[("deploy/ns.yaml", default_ns)]).unwrap();
     source(&env, "grab", "grab", serde_json::json!({})).await;
-    condition(&env, "grab", "Stalled", "True", Some("OwnershipConflict")).await;
+    gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "grab",
+        "Stalled",
+        "True",
+        Some("OwnershipConflict"),
+    )
+    .await;
     assert!(
         namespaces
             .get("default")
@@ -448,9 +465,17 @@ async fn a_source_creates_its_own_namespaces_and_never_adopts_anothers() {
     work.write("deploy/README.md", "empty for now\n").unwrap();
     let emptied = work.commit_and_push("chore: no more team").unwrap();
     // An empty source prunes only with allowEmpty.
-    condition(&env, "apps", "Stalled", "True", Some("EmptySource")).await;
+    gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Stalled",
+        "True",
+        Some("EmptySource"),
+    )
+    .await;
     source(&env, "apps", "apps", serde_json::json!({"allowEmpty": true})).await;
-    applied_commit(&env, "apps", &emptied).await;
+    gitops::applied(&env.client, env.ns.name(), "apps", &emptied).await;
     eventually("the namespace to be pruned", WAIT, || {
         gone_or_going(&namespaces, &own)
     })
@@ -465,10 +490,18 @@ async fn a_suspended_source_applies_nothing_until_resumed() {
         .unwrap();
     let work = WorkTree::clone(&env.git.url("apps"), &env.dir.path().join("work")).unwrap();
     source(&env, "apps", "apps", serde_json::json!({})).await;
-    applied_commit(&env, "apps", &work.head().unwrap()).await;
+    gitops::applied(&env.client, env.ns.name(), "apps", &work.head().unwrap()).await;
 
     source(&env, "apps", "apps", serde_json::json!({"suspend": true})).await;
-    condition(&env, "apps", "Reconciling", "False", Some("Suspended")).await;
+    gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Reconciling",
+        "False",
+        Some("Suspended"),
+    )
+    .await;
     work.write("deploy/notes.yaml", &app_yaml("notes", "notes:2"))
         .unwrap();
     let second = work.commit_and_push("feat: notes 2").unwrap();
@@ -489,6 +522,6 @@ async fn a_suspended_source_applies_nothing_until_resumed() {
     );
 
     source(&env, "apps", "apps", serde_json::json!({"suspend": false})).await;
-    applied_commit(&env, "apps", &second).await;
+    gitops::applied(&env.client, env.ns.name(), "apps", &second).await;
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:2");
 }

@@ -13,6 +13,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use winky_crds::{App, GitSource};
 use winky_e2e::git::{GitServer, HttpGitServer, HttpRedirect, WorkTree};
+use winky_e2e::gitops::{self, app_yaml};
 use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -43,12 +44,6 @@ async fn env(prefix: &str) -> Env {
         server,
         dir,
     }
-}
-
-fn app_yaml(name: &str, image: &str) -> String {
-    format!(
-        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  port: 8080\n"
-    )
 }
 
 async fn secret(env: &Env, name: &str, username: &str, password: &str) {
@@ -86,27 +81,6 @@ async fn source(env: &Env, name: &str, url: &str, interval: &str, credentials: O
             "metadata": {"name": name},
             "spec": spec,
         }),
-    )
-    .await
-}
-
-/// The GitSource once its status says `type_` has `status` (and, when given, `reason`).
-async fn condition(env: &Env, name: &str, type_: &str, status: &str, reason: Option<&str>) -> GitSource {
-    let api: Api<GitSource> = Api::namespaced(env.client.clone(), env.ns.name());
-    eventually(
-        &format!("GitSource {name} {type_}={status} {reason:?}"),
-        WAIT,
-        || async {
-            let source = api.get(name).await.ok()?;
-            let c = source
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == type_)?
-                .clone();
-            (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(source)
-        },
     )
     .await
 }
@@ -152,7 +126,15 @@ async fn the_secrets_credentials_open_the_repository() {
         Some("git-credentials"),
     )
     .await;
-    let ready = condition(&env, "apps", "Ready", "True", Some("Succeeded")).await;
+    let ready = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "True",
+        Some("Succeeded"),
+    )
+    .await;
     let apps: Api<App> = Api::namespaced(env.client.clone(), env.ns.name());
     assert_eq!(apps.get("notes").await.unwrap().spec.image, "notes:1");
     let first = ready.status.unwrap().last_applied_commit.unwrap();
@@ -211,7 +193,15 @@ async fn a_wrong_password_is_reported_retried_and_never_shown() {
     let url = env.server.url("apps");
     source(&env, "apps", &url, "1s", Some("git-credentials")).await;
 
-    let failed = condition(&env, "apps", "Ready", "False", Some("FetchFailed")).await;
+    let failed = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "False",
+        Some("FetchFailed"),
+    )
+    .await;
     let (_, _, text) = find(&failed, "Ready");
     assert!(text.contains(&url), "names the URL: {text}");
     assert!(!text.contains('@'), "no user information in the URL: {text}");
@@ -271,7 +261,15 @@ async fn a_wrong_password_is_reported_retried_and_never_shown() {
 
     // Fixing the Secret is picked up at the next retry.
     secret(&env, "git-credentials", USERNAME, PASSWORD).await;
-    condition(&env, "apps", "Ready", "True", Some("Succeeded")).await;
+    gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "True",
+        Some("Succeeded"),
+    )
+    .await;
     assert!(apps.get_opt("notes").await.unwrap().is_some());
 }
 
@@ -285,7 +283,15 @@ async fn no_credentials_for_a_protected_remote_says_it_asks_for_them() {
     let url = env.server.url("apps");
     source(&env, "apps", &url, "1s", None).await;
 
-    let failed = condition(&env, "apps", "Ready", "False", Some("FetchFailed")).await;
+    let failed = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "False",
+        Some("FetchFailed"),
+    )
+    .await;
     let (_, _, text) = find(&failed, "Ready");
     assert!(text.contains(&url), "names the URL: {text}");
     assert!(
@@ -315,7 +321,15 @@ async fn a_secret_that_appears_later_is_picked_up_within_the_interval() {
     let url = http.url("apps");
     source(&env, "apps", &url, "2s", Some("late-credentials")).await;
 
-    let failed = condition(&env, "apps", "Ready", "False", Some("CredentialsFailed")).await;
+    let failed = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "False",
+        Some("CredentialsFailed"),
+    )
+    .await;
     let (_, _, text) = find(&failed, "Ready");
     assert_eq!(
         text,
@@ -332,7 +346,15 @@ async fn a_secret_that_appears_later_is_picked_up_within_the_interval() {
     .await;
     secret(&env, "late-credentials", USERNAME, PASSWORD).await;
     let created = Instant::now();
-    condition(&env, "apps", "Ready", "True", Some("Succeeded")).await;
+    gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "True",
+        Some("Succeeded"),
+    )
+    .await;
     let took = created.elapsed();
     println!("Secret created → applied: {took:?}");
     assert!(
@@ -358,7 +380,15 @@ async fn credentials_are_not_passed_on_to_another_host_after_a_redirect() {
     let url = redirect.url("apps");
     source(&env, "apps", &url, "1s", Some("git-credentials")).await;
 
-    let failed = condition(&env, "apps", "Ready", "False", Some("FetchFailed")).await;
+    let failed = gitops::condition(
+        &env.client,
+        env.ns.name(),
+        "apps",
+        "Ready",
+        "False",
+        Some("FetchFailed"),
+    )
+    .await;
     let (_, _, text) = find(&failed, "Ready");
     assert!(text.contains(&url), "names the URL: {text}");
     let origin = url.trim_end_matches("/apps.git");

@@ -14,6 +14,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use winky_crds::{App, GitSource};
 use winky_e2e::git::{GitServer, WorkTree};
+use winky_e2e::gitops::app_yaml;
 use winky_e2e::webhook::{deliver, delivery_id, example, post, push_payload, signature};
 use winky_e2e::{ControlPlane, InProcessOperator, TestNamespace, apply_json, eventually};
 
@@ -28,12 +29,6 @@ struct Env {
     work: WorkTree,
     url: String,
     _dir: tempfile::TempDir,
-}
-
-fn app_yaml(name: &str, image: &str) -> String {
-    format!(
-        "apiVersion: winky.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  port: 8080\n"
-    )
 }
 
 async fn env(prefix: &str) -> Env {
