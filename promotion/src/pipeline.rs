@@ -320,6 +320,20 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
 
     // Gates and phases, stage by stage, so a promotion in one stage can open the next.
     for (k, stage) in inputs.stages.iter().enumerate() {
+        // Level-triggered: the revision running in the stage before has its
+        // Promotion here, even if the write that should have created it
+        // failed after the promotion was recorded.
+        if let Some(previous) = k.checked_sub(1).and_then(|p| inputs.stages.get(p)) {
+            let running = book
+                .in_stage(&previous.name)
+                .find(|&i| book.phase(i) == Phase::Promoted)
+                .map(|i| book.items[i].0.spec.revision.clone());
+            if let Some(revision) = running
+                && book.find(&stage.name, &revision.id).is_none()
+            {
+                open_next_stage(&mut book, app, stage, &revision, now);
+            }
+        }
         let waiting: Vec<usize> = book
             .in_stage(&stage.name)
             .filter(|&i| !book.phase(i).is_final())

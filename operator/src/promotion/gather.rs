@@ -30,6 +30,63 @@ pub struct Found {
     pub retry: Option<Duration>,
 }
 
+/// The SLO gate of every Promotion of `app` that waits in a stage with one:
+/// the observed stage's readings from the policy's Prometheus, judged by
+/// `winky_promotion::slo::evaluate`. No Prometheus, no data and no answer
+/// all wait; none passes.
+pub async fn slo(
+    app: &App,
+    app_namespace: &str,
+    policy: &PromotionPolicy,
+    promotions: &[Promotion],
+    now: jiff::Timestamp,
+) -> BTreeMap<String, winky_crds::promotion::GateResult> {
+    let mut out = BTreeMap::new();
+    let stages = &policy.spec.stages;
+    for promotion in promotions
+        .iter()
+        .filter(|p| !p.status.as_ref().map(|s| s.phase).unwrap_or_default().is_final())
+    {
+        let Some(k) = stages.iter().position(|s| s.name == promotion.spec.stage) else {
+            continue;
+        };
+        let Some(gate) = &stages[k].gates.slo else {
+            continue;
+        };
+        // The stage observed: the gate's `observe`, else the previous stage.
+        let observed = gate
+            .observe
+            .as_deref()
+            .and_then(|name| stages.iter().find(|s| s.name == name))
+            .or_else(|| k.checked_sub(1).map(|p| &stages[p]))
+            .unwrap_or(&stages[k]);
+        let namespace =
+            crate::naming::stage_namespace(observed.namespace.as_deref(), app_namespace, &app.name_any());
+        let readings = match &policy.spec.prometheus {
+            Some(prometheus) => {
+                let window =
+                    winky_promotion::slo::parse_duration(&gate.window).unwrap_or(Duration::from_secs(600));
+                let queries =
+                    winky_promotion::slo::queries(&app.name_any(), &namespace, &observed.name, window);
+                super::prometheus::readings(&prometheus.url, &queries).await
+            }
+            None => winky_promotion::slo::Readings::unavailable(
+                "the PromotionPolicy names no Prometheus (spec.prometheus.url)",
+            ),
+        };
+        let verdict = winky_promotion::slo::evaluate(gate, &readings);
+        let mut result = verdict.gate_result(&now.to_string());
+        if let Some(evidence) = &mut result.evidence {
+            *evidence = crate::events::truncate(
+                &format!("{} in {} ({namespace}): {evidence}", gate.window, observed.name),
+                1000,
+            );
+        }
+        out.insert(promotion.name_any(), result);
+    }
+    out
+}
+
 /// The approvals of every Promotion of `app` that waits in a stage with an
 /// approvals gate.
 pub async fn approvals(

@@ -18,9 +18,10 @@
 //! every [`APPROVALS_POLL`] while one waits.
 
 pub mod gather;
+pub mod prometheus;
 pub mod wiring;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub const CONTROLLER: &str = "promotion";
 /// How often a Promotion waiting for approvals looks at GitHub again when no
 /// webhook says something changed.
 pub const APPROVALS_POLL: Duration = Duration::from_secs(30);
+
+/// How often a Promotion with an SLO gate reads Prometheus again while it waits.
+pub const SLO_POLL: Duration = Duration::from_secs(15);
 
 /// Shared state of the Promotion controller.
 pub struct PromotionContext {
@@ -122,7 +126,7 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         .collect();
     let now = Timestamp::now();
     let found = gather::approvals(app, &policy, &promotions, ctx).await;
-    let slo = BTreeMap::new();
+    let slo = gather::slo(app, &namespace, &policy, &promotions, now).await;
     let inputs = Inputs {
         app: AppView {
             name: &name,
@@ -148,6 +152,7 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         decision.recheck_in,
         waiting_for_people.then_some(APPROVALS_POLL),
         found.retry,
+        (!slo.is_empty()).then_some(SLO_POLL),
     ]
     .into_iter()
     .flatten()

@@ -393,3 +393,62 @@ fn the_history_is_bounded_and_says_so() {
     assert_eq!(status.history.len(), MAX_HISTORY);
     assert_eq!(status.history.last().unwrap().event, "HistoryFull");
 }
+
+#[test]
+fn a_second_revision_opens_the_next_stage_after_the_first_ran_there() {
+    let mut w = World::new();
+    w.stages = vec![
+        stage("preview", true, Gates::default()),
+        stage(
+            "production",
+            true,
+            Gates {
+                slo: Some(SloGate {
+                    observe: Some("preview".into()),
+                    window: "1m".into(),
+                    availability: Some("99.5".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ),
+    ];
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), None, &[], at(0));
+    w.slo.insert(
+        "notes-production-r-1".into(),
+        GateResult {
+            name: "slo".into(),
+            state: GateState::Passed,
+            ..Default::default()
+        },
+    );
+    w.step(Some(&r1), None, &[], at(1));
+    assert_eq!(w.phase("production", "r-1"), Some(Phase::Promoted));
+    let d = w.step(Some(&r2), None, &[], at(2));
+    let created: Vec<_> = d
+        .create
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(created, ["notes-preview-r-2", "notes-production-r-2"]);
+    assert_eq!(w.phase("production", "r-2"), Some(Phase::Verifying));
+}
+
+#[test]
+fn a_next_stage_whose_creation_was_lost_is_opened_again() {
+    let mut w = World::new();
+    w.stages.truncate(2);
+    let r1 = revision("r-1");
+    // The step that promotes preview opens staging; pretend that create failed.
+    let d = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(0));
+    assert_eq!(d.create.len(), 2);
+    w.promotions.retain(|p| p.spec.stage != "staging");
+    let again = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(1));
+    let created: Vec<_> = again
+        .create
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(created, ["notes-staging-r-1"]);
+}
