@@ -110,7 +110,7 @@ async fn production_waits_for_the_slos_of_preview_then_promotes_or_rejects() {
         duration: Duration::from_secs(10),
         concurrency: 4,
     };
-    drive_load(&workload.url(), spec.clone()).await.unwrap();
+    drive_load(&workload.url(), spec).await.unwrap();
     let started = std::time::Instant::now();
     let promoted = phase_is(&client, &ns, "production", &r1, Phase::Promoted).await;
     println!(
