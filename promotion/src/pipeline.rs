@@ -353,7 +353,21 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
                 gates.push(gate);
             }
             if let Some(approvals) = &stage.gates.approvals {
-                let found = inputs.approvals.get(&name).cloned().unwrap_or_default();
+                // Not read this time (GitHub did not answer, or there is no pull
+                // request to read): the gate keeps what it said.
+                let previous = book
+                    .status(i)
+                    .gates
+                    .iter()
+                    .find(|g| g.name == "approvals")
+                    .and_then(|g| g.have);
+                let found = match inputs.approvals.get(&name) {
+                    Some(found) => found.clone(),
+                    None => ApprovalsFound {
+                        have: previous.unwrap_or(0),
+                        records: Vec::new(),
+                    },
+                };
                 let state = if found.have >= approvals.count {
                     GateState::Passed
                 } else {
@@ -522,14 +536,36 @@ fn soak_gate(
     now: Timestamp,
     this: usize,
 ) -> (GateResult, Option<Duration>) {
-    let need = crate::slo::parse_duration(soak).unwrap_or(Duration::ZERO);
+    let Some(need) = crate::slo::parse_duration(soak) else {
+        // The schema admits digits without bound; a soak that is no duration
+        // never passes.
+        let gate = GateResult {
+            name: "soak".into(),
+            state: GateState::Waiting,
+            evidence: Some(format!("{soak} is not a duration this operator can wait for")),
+            ..Default::default()
+        };
+        return (gate, None);
+    };
     let (since, place) = match k.checked_sub(1).and_then(|p| inputs.stages.get(p)) {
         Some(previous) => (
             book.find(&previous.name, revision)
                 .and_then(|i| book.when(i, "Promoted")),
             previous.name.as_str(),
         ),
-        None => (book.when(this, "Created"), "the pipeline"),
+        // Its "Created" entry, else when the Promotion was created (a status
+        // write after the create may have been lost).
+        None => (
+            book.when(this, "Created").or_else(|| {
+                book.items[this]
+                    .0
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0)
+            }),
+            "the pipeline",
+        ),
     };
     let spent = since
         .map(|s| Duration::from_secs(now.duration_since(s).as_secs().max(0) as u64))
@@ -542,11 +578,11 @@ fn soak_gate(
         } else {
             GateState::Waiting
         },
-        evidence: Some(format!(
-            "{} of {} in {place}",
-            human(spent.min(need)),
-            human(need)
-        )),
+        evidence: Some(match since {
+            Some(s) if passed => format!("{} in {place} since {s}", human(need)),
+            Some(s) => format!("needs {} in {place}, since {s}", human(need)),
+            None => format!("needs {} in {place}, not started", human(need)),
+        }),
         ..Default::default()
     };
     (
@@ -570,6 +606,13 @@ fn record_gates(status: &mut PromotionStatus, gates: Vec<GateResult>, now: Times
     for mut gate in gates {
         let previous = status.gates.iter().find(|g| g.name == gate.name).cloned();
         match &previous {
+            // While a gate's state holds, what it says stays as recorded
+            // when the state was reached: readings that move a little at
+            // every poll must not rewrite the status (each write would wake
+            // the next decision). Approvals counted so far are the exception.
+            Some(p) if p.state == gate.state && (gate.name != "approvals" || p.have == gate.have) => {
+                gate = p.clone();
+            }
             Some(p) if p.state == gate.state => gate.at = p.at.clone(),
             _ => {
                 gate.at = Some(now.to_string());

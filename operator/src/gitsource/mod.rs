@@ -191,7 +191,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total += value * unit;
         rest = &rest[len..];
     }
-    Some(Duration::from_secs_f64(total))
+    // The schema admits any number of digits: a duration too long to hold is none.
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Sets the commit status `winky/sync` when a commit's outcome is new: applied
@@ -531,5 +532,10 @@ mod tests {
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("5d"), None);
+        assert_eq!(
+            parse_duration("99999999999999999999h"),
+            None,
+            "too long to hold, no panic"
+        );
     }
 }

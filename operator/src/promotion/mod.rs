@@ -208,13 +208,21 @@ async fn keep_snapshot(
         revision: Timestamp::now().as_millisecond(),
     };
     let api: Api<ControllerRevision> = Api::namespaced(ctx.core.client.clone(), namespace);
-    api.patch(&name, &apply_params(), &Patch::Apply(&object))
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "ControllerRevision".into(),
-            name,
-            source,
-        })?;
+    match api.patch(&name, &apply_params(), &Patch::Apply(&object)).await {
+        Ok(_) => {}
+        // A ControllerRevision's data never changes, and the revision id is
+        // the hash of the spec it keeps: one kept before (a commit or pull
+        // request annotation changed since, or the operator restarted) is
+        // the same revision.
+        Err(kube::Error::Api(e)) if e.code == 422 => {}
+        Err(source) => {
+            return Err(Error::Apply {
+                kind: "ControllerRevision".into(),
+                name,
+                source,
+            });
+        }
+    }
     ctx.snapshots
         .lock()
         .unwrap_or_else(|e| e.into_inner())

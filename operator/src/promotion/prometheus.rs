@@ -38,6 +38,9 @@ pub async fn instant_query(
         base.trim_end_matches('/'),
         form_encode(promql)
     );
+    // What is said of the URL (gate evidence, Events) never carries credentials.
+    let base = crate::gitsource::fetch::strip_userinfo(base);
+    let base = base.as_str();
     let Ok(uri) = url.parse::<hyper::Uri>() else {
         return Reading::Unavailable(format!("not a URL: {base}"));
     };
@@ -107,7 +110,8 @@ mod tests {
             matches!(reading, winky_promotion::slo::Reading::Unavailable(_)),
             "{reading:?}"
         );
-        let https = super::instant_query(&client, "https://prometheus.example", "up").await;
+        let https = super::instant_query(&client, "https://user:secret@prometheus.example", "up").await;
+        assert!(!format!("{https:?}").contains("secret"), "{https:?}");
         assert!(matches!(https, winky_promotion::slo::Reading::Unavailable(m) if m.contains("only http://")));
     }
 }

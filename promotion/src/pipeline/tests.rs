@@ -186,7 +186,18 @@ fn a_revision_moves_through_the_stages_as_its_gates_hold() {
         .iter()
         .find(|g| g.name == "soak")
         .unwrap();
-    assert_eq!(soak.evidence.as_deref(), Some("0s of 10m in preview"));
+    assert_eq!(
+        soak.evidence.as_deref(),
+        Some(format!("needs 10m in preview, since {}", at(10)).as_str())
+    );
+    // Halfway through the soak nothing changed: nothing to write (a write
+    // would wake the next decision).
+    let halfway = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(300));
+    assert!(
+        halfway.statuses.is_empty() && halfway.create.is_empty(),
+        "{halfway:?}"
+    );
+    assert_eq!(halfway.recheck_in, Some(Duration::from_secs(310)));
 
     // 10 minutes later: staging promoted; production waits for approvals and SLOs.
     w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(610));
@@ -451,4 +462,63 @@ fn a_next_stage_whose_creation_was_lost_is_opened_again() {
         .map(|p| p.metadata.name.clone().unwrap())
         .collect();
     assert_eq!(created, ["notes-staging-r-1"]);
+}
+
+#[test]
+fn a_soak_that_is_no_duration_never_passes() {
+    let mut w = World::new();
+    w.stages = vec![stage(
+        "preview",
+        true,
+        Gates {
+            soak: Some("99999999999999999999h".into()),
+            ..Default::default()
+        },
+    )];
+    let r1 = revision("r-1");
+    w.step(Some(&r1), None, &[], at(0));
+    w.step(Some(&r1), None, &[], at(1_000_000));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Verifying));
+}
+
+#[test]
+fn approvals_not_read_this_time_keep_what_the_gate_said() {
+    let mut w = World::new();
+    w.stages = vec![stage(
+        "production",
+        false,
+        Gates {
+            approvals: Some(ApprovalGate {
+                count: 1,
+                eligible: None,
+            }),
+            ..Default::default()
+        },
+    )];
+    let r1 = revision("r-1");
+    w.approvals.insert(
+        "notes-production-r-1".into(),
+        ApprovalsFound {
+            have: 1,
+            records: vec![],
+        },
+    );
+    w.step(Some(&r1), None, &[], at(0));
+    let gate = |w: &World| {
+        w.promotions[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .gates
+            .iter()
+            .find(|g| g.name == "approvals")
+            .unwrap()
+            .state
+    };
+    assert_eq!(gate(&w), GateState::Passed);
+    // GitHub did not answer: no entry. The gate stays Passed.
+    w.approvals.clear();
+    let d = w.step(Some(&r1), None, &[], at(1));
+    assert_eq!(gate(&w), GateState::Passed);
+    assert!(d.statuses.is_empty(), "{d:?}");
 }
