@@ -90,38 +90,42 @@ impl GitServer {
     /// A bare repository `name` whose `main` holds `files` in one commit.
     pub fn create(&self, name: &str, files: &[(&str, &str)]) -> Result<PathBuf> {
         let bare = self.git_dir(name);
-        git(
-            &self.root,
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                &bare.display().to_string(),
-            ],
-        )?;
         let seed = self.root.join(format!("{name}.seed"));
-        git(
-            &self.root,
-            &[
-                "clone",
-                "--quiet",
-                &bare.display().to_string(),
-                &seed.display().to_string(),
-            ],
-        )?;
-        for (path, content) in files {
-            let file = seed.join(path);
-            std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
-            std::fs::write(&file, content)?;
-        }
-        git(&seed, &["checkout", "--quiet", "-b", "main"])?;
-        git(&seed, &["add", "."])?;
-        git(&seed, &["commit", "--quiet", "-m", "chore: start the repository"])?;
-        git(&seed, &["push", "--quiet", "origin", "main"])?;
-        std::fs::remove_dir_all(&seed)?;
+        seed_repository(&self.root, &bare, &bare.display().to_string(), &seed, files)?;
         Ok(bare)
     }
+}
+
+/// Makes `bare` a repository whose `main` holds `files` in one commit,
+/// pushed from a clone at `seed` of `clone_url` (the bare path, or a URL
+/// through a server), which is removed afterwards.
+fn seed_repository(
+    root: &Path,
+    bare: &Path,
+    clone_url: &str,
+    seed: &Path,
+    files: &[(&str, &str)],
+) -> Result<()> {
+    let bare_path = bare.display().to_string();
+    git(
+        root,
+        &["init", "--quiet", "--bare", "--initial-branch=main", &bare_path],
+    )?;
+    git(
+        root,
+        &["clone", "--quiet", clone_url, &seed.display().to_string()],
+    )?;
+    for (path, content) in files {
+        let file = seed.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
+        std::fs::write(&file, content)?;
+    }
+    git(seed, &["checkout", "--quiet", "-b", "main"])?;
+    git(seed, &["add", "."])?;
+    git(seed, &["commit", "--quiet", "-m", "chore: start the repository"])?;
+    git(seed, &["push", "--quiet", "origin", "main"])?;
+    std::fs::remove_dir_all(seed)?;
+    Ok(())
 }
 
 fn which_git() -> Result<PathBuf> {
@@ -282,36 +286,9 @@ impl HttpGitServer {
     /// the authentication and `git http-backend` is exercised too).
     pub fn create(&self, name: &str, files: &[(&str, &str)]) -> Result<PathBuf> {
         let bare = self.git_dir(name);
-        git(
-            &self.shared.root,
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                &bare.display().to_string(),
-            ],
-        )?;
         let seed = self.shared.root.join(format!("{name}.http-seed"));
-        git(
-            &self.shared.root,
-            &[
-                "clone",
-                "--quiet",
-                &self.url_with_credentials(name),
-                &seed.display().to_string(),
-            ],
-        )?;
-        for (path, content) in files {
-            let file = seed.join(path);
-            std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
-            std::fs::write(&file, content)?;
-        }
-        git(&seed, &["checkout", "--quiet", "-b", "main"])?;
-        git(&seed, &["add", "."])?;
-        git(&seed, &["commit", "--quiet", "-m", "chore: start the repository"])?;
-        git(&seed, &["push", "--quiet", "origin", "main"])?;
-        std::fs::remove_dir_all(&seed)?;
+        let root = &self.shared.root;
+        seed_repository(root, &bare, &self.url_with_credentials(name), &seed, files)?;
         Ok(bare)
     }
 
