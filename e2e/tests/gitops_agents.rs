@@ -714,6 +714,21 @@ async fn a_merged_revision_is_promoted_stage_by_stage_on_approvals_people_give()
     );
     assert_eq!(phase_of("production").await, Some(Phase::AwaitingApproval));
 
+    // GitHub cannot be asked (the token's Secret is gone): a Warning Event
+    // says so, and the gate keeps waiting.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns.name());
+    secrets.delete("github-token", &Default::default()).await.unwrap();
+    nudge("mallory");
+    let unreadable = env.warning("ApprovalsUnreadable").await;
+    assert!(unreadable.contains("github-token"), "{unreadable}");
+    assert_eq!(phase_of("production").await, Some(Phase::AwaitingApproval));
+    let _: Secret = apply_json(
+        &env.client,
+        env.ns.name(),
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "github-token"}, "stringData": {"token": TOKEN}}),
+    )
+    .await;
+
     // An approver approves: production is promoted, by the record.
     env.github.add_comment(number, "alice", "Looks good.\n/approve");
     let started = std::time::Instant::now();

@@ -26,8 +26,11 @@ use crate::github::GitHub;
 pub struct Found {
     /// Per Promotion name.
     pub approvals: BTreeMap<String, ApprovalsFound>,
-    /// Set when GitHub could not be asked: the gates wait and are asked again.
+    /// Set when GitHub could not be asked: the gates keep what they said and
+    /// are asked again.
     pub retry: Option<Duration>,
+    /// Why GitHub could not be asked, for a Warning Event on the App.
+    pub problem: Option<String>,
 }
 
 /// The SLO gate of every Promotion of `app` that waits in a stage with one:
@@ -109,6 +112,7 @@ pub async fn approvals(
         Err(problem) => {
             warn!(app = %app.name_any(), %problem, "the approvals could not be read; the gates wait");
             found.retry = Some(Duration::from_secs(30));
+            found.problem = Some(problem);
         }
     }
     found

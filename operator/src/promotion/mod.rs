@@ -126,6 +126,20 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         .collect();
     let now = Timestamp::now();
     let found = gather::approvals(app, &policy, &promotions, ctx).await;
+    if let Some(problem) = &found.problem {
+        // Not only a log line: whoever waits for an approval sees why it is not read.
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ApprovalsUnreadable".into(),
+            note: Some(events::truncate(
+                &format!("the approvals could not be read from GitHub: {problem}"),
+                1000,
+            )),
+            action: "Promote".into(),
+            secondary: None,
+        };
+        events::publish(&ctx.core.recorder, &app.object_ref(&()), vec![event]).await;
+    }
     let slo = gather::slo(app, &namespace, &policy, &promotions, now).await;
     let inputs = Inputs {
         app: AppView {
