@@ -31,3 +31,8 @@ pub const APP_NAMESPACE_LABEL: &str = "winky.dev/app-namespace";
 pub const STAGE_OF_LABEL: &str = "winky.dev/stage-of";
 /// Pod Security admission's enforce label.
 pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+/// Annotation on an App asking for the emulator to run again and the App to
+/// be reconciled at once (like Flux's `reconcile.fluxcd.io/requestedAt`): any
+/// new value is a new request. Set by `/retest`, or by hand with
+/// `kubectl annotate app <name> winky.dev/requested-at="$(date -Is)" --overwrite`.
+pub const REQUESTED_AT_ANNOTATION: &str = "winky.dev/requested-at";

@@ -247,6 +247,66 @@ impl Env {
         .await
     }
 
+    /// `login` writes `body` on pull request `number`, and GitHub tells the
+    /// operator (a signed `issue_comment` delivery). Returns the comment's id.
+    fn comment(&self, number: u64, login: &str, body: &str) -> u64 {
+        let id = self.github.add_comment(number, login, body);
+        let mut payload = winky_e2e::webhook::example("issue_comment-created.json");
+        payload["issue"]["number"] = serde_json::json!(number);
+        payload["issue"]["pull_request"] = serde_json::json!({
+            "url": format!("https://api.github.com/repos/acme/apps/pulls/{number}"),
+            "html_url": format!("https://github.com/acme/apps/pull/{number}"),
+            "diff_url": format!("https://github.com/acme/apps/pull/{number}.diff"),
+            "patch_url": format!("https://github.com/acme/apps/pull/{number}.patch"),
+        });
+        payload["sender"]["login"] = serde_json::json!(login);
+        payload["comment"]["id"] = serde_json::json!(id);
+        payload["comment"]["body"] = serde_json::json!(body);
+        let answer = deliver(
+            &self.hook,
+            SECRET,
+            "issue_comment",
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+        id
+    }
+
+    /// The operator's reply to comment `id`, once posted.
+    async fn reply_to(&self, number: u64, id: u64, says: &str) -> String {
+        let marker = format!("<!-- winky:reply:{id} -->");
+        eventually(
+            &format!("a reply to comment {id} saying {says:?}"),
+            WAIT,
+            || async {
+                self.github
+                    .comments(number)
+                    .into_iter()
+                    .find(|c| c.body.contains(&marker) && c.body.contains(says))
+                    .map(|c| c.body)
+            },
+        )
+        .await
+    }
+
+    /// Replaces the stages (and approvers) of this test's policy.
+    async fn set_policy(&self, spec: serde_json::Value) -> String {
+        let policy = format!("{}-agents", self.ns.name());
+        Api::<PromotionPolicy>::all(self.client.clone())
+            .patch(
+                &policy,
+                &kube::api::PatchParams::apply("e2e").force(),
+                &kube::api::Patch::Apply(serde_json::json!({
+                    "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
+                    "spec": spec,
+                })),
+            )
+            .await
+            .unwrap();
+        policy
+    }
+
     async fn warning(&self, reason: &str) -> String {
         let events: Api<Event> = Api::namespaced(self.client.clone(), self.ns.name());
         eventually(&format!("a {reason} Warning"), WAIT, || async {
@@ -757,4 +817,158 @@ async fn a_merged_revision_is_promoted_stage_by_stage_on_approvals_people_give()
         events.contains(&"Created") && events.contains(&"Promoted"),
         "{events:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chatops_commands_move_the_pipeline_only_for_those_who_may_give_them() {
+    use winky_crds::promotion::{Phase, Promotion};
+    let env = Env::start("chatops").await;
+    env.stalled_with("NotMerged").await;
+    // production waits for one approval and a /promote; only alice and bob approve.
+    let policy = env
+        .set_policy(serde_json::json!({
+            "approvers": {"logins": ["alice", "bob"]},
+            "stages": [
+                {"name": "preview", "namespace": "{app.namespace}-preview", "autoPromote": true},
+                {"name": "production", "gates": {"approvals": {"count": 1}}},
+            ],
+        }))
+        .await;
+    let app = app_yaml("notes:1").replace("  port: 8080\n", &format!("  port: 8080\n  policy: {policy}\n"));
+    let (number, merge) = env
+        .merged_by(
+            "winky/feat-notes-app-a1b2c3d4",
+            &[("deploy/notes.yaml", &app)],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+    let promotions: Api<Promotion> = Api::namespaced(env.client.clone(), env.ns.name());
+    let production = || async {
+        promotions
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.spec.stage == "production")
+    };
+    let waiting = eventually("production awaiting approval", WAIT, || async {
+        let p = production().await?;
+        (p.status.as_ref()?.phase == Phase::AwaitingApproval).then_some(p)
+    })
+    .await;
+    let revision = waiting.spec.revision.id.clone();
+    // Every transition sets winky/<stage> on the merged commit.
+    let (state, description) = env.status_set(&merge, "winky/preview").await;
+    assert_eq!(state, "success", "{description}");
+    assert_eq!(env.status_set(&merge, "winky/production").await.0, "pending");
+
+    // An approver holds it: answered, recorded, and held.
+    let hold = env.comment(number, "bob", "/hold");
+    let reply = env.reply_to(number, hold, "held 1 promotion(s)").await;
+    assert!(reply.starts_with("@bob"), "{reply}");
+    // Someone the policy does not name cannot release it; nor can the agent
+    // that opened the pull request.
+    let unhold = env.comment(number, "mallory", "/unhold");
+    env.reply_to(number, unhold, "not done: not eligible under the policy")
+        .await;
+    let agent = env.comment(number, AGENT, "/promote production");
+    env.reply_to(number, agent, "not done: you opened this pull request")
+        .await;
+    // alice approves: every gate holds, but it is held.
+    let approve = env.comment(number, "alice", "/approve");
+    env.reply_to(number, approve, "counted for production").await;
+    let promote = env.comment(number, "bob", "/promote production");
+    env.reply_to(number, promote, "is held; /unhold, then /promote production")
+        .await;
+    assert_eq!(
+        production()
+            .await
+            .and_then(|p| p.status)
+            .map(|s| (s.phase, s.held)),
+        Some((Phase::AwaitingApproval, true))
+    );
+    // bob releases it and promotes it.
+    let unhold = env.comment(number, "bob", "/unhold");
+    env.reply_to(number, unhold, "released 1 promotion(s)").await;
+    let started = std::time::Instant::now();
+    let promote = env.comment(number, "bob", "/promote production\n/deploy");
+    let reply = env
+        .reply_to(number, promote, &format!("promoted {revision} into production"))
+        .await;
+    println!("/promote delivered → reply posted: {:?}", started.elapsed());
+    assert!(reply.contains("line 2: unknown command"), "{reply}");
+    let promoted = eventually("production promoted", WAIT, || async {
+        let p = production().await?;
+        (p.status.as_ref()?.phase == Phase::Promoted).then_some(p)
+    })
+    .await;
+    assert_eq!(env.status_set(&merge, "winky/production").await.0, "success");
+    // Nothing to roll back to: said, and nothing moves.
+    let rollback = env.comment(number, "alice", "/rollback production");
+    env.reply_to(
+        number,
+        rollback,
+        "nothing to roll back to: production ran no revision before",
+    )
+    .await;
+
+    // Every command, counted or not, is on record once, with its giver, in
+    // the revision's Promotions.
+    let history = eventually("the /rollback on record", WAIT, || async {
+        let history: Vec<_> = promotions
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter_map(|p| p.status)
+            .flat_map(|s| s.history)
+            .collect();
+        history
+            .iter()
+            .any(|h| h.event == "Command" && h.message.starts_with(&format!("comment {rollback}:")))
+            .then_some(history)
+    })
+    .await;
+    let commands: Vec<(&str, &str)> = history
+        .iter()
+        .filter(|h| h.event == "Command")
+        .map(|h| (h.actor.as_str(), h.message.as_str()))
+        .collect();
+    // Eight comments, nine command lines (one of them no command).
+    assert_eq!(commands.len(), 9, "{commands:#?}");
+    assert!(
+        commands
+            .iter()
+            .any(|(by, m)| *by == "mallory" && m.contains("/unhold — not done")),
+        "{commands:#?}"
+    );
+    let promoted = promotions
+        .get(&promoted.metadata.name.clone().unwrap())
+        .await
+        .unwrap();
+    let history = promoted.status.unwrap().history;
+    let promoted_by = history.iter().find(|h| h.event == "Promoted").unwrap();
+    assert_eq!(promoted_by.actor, "bob");
+    // One reply per command comment, however often the pipeline looked again.
+    let replies = env
+        .github
+        .comments(number)
+        .into_iter()
+        .filter(|c| c.body.contains("<!-- winky:reply:"))
+        .count();
+    assert_eq!(replies, 8);
+    let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns.name());
+    let recorded = events.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        recorded.iter().any(|e| e.reason.as_deref() == Some("Command")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("mallory: comment"))),
+        "every command is an Event too"
+    );
+    let problems = validate_exchanges(&env.github.exchanges()).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -110,6 +110,19 @@ pub struct WebhookLabels {
 
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
+/// Labels of a rollback: one series per App stage that was ever rolled back.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    /// The App's namespace.
+    pub namespace: String,
+    /// The App.
+    pub app: String,
+    /// The stage rolled back.
+    pub stage: String,
+    /// `slo_breach` (the operator, on a breach while the stage was watched) or `command` (`/rollback`).
+    pub cause: &'static str,
+}
+
 /// Labels of a per-GitSource gauge (there are few GitSources).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
@@ -132,6 +145,7 @@ pub struct Metrics {
     git_fetch_durations: Histogram,
     git_sync_durations: Histogram,
     git_last_applied: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    rollbacks: Family<RollbackLabels, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
 }
@@ -195,6 +209,12 @@ impl Default for Metrics {
             "When a GitSource's commit was last applied completely (Unix time)",
             git_last_applied.clone(),
         );
+        let rollbacks = Family::<RollbackLabels, Counter>::default();
+        registry.register(
+            "promotion_rollbacks",
+            "Stages rolled back to their previous revision, by App, stage and cause",
+            rollbacks.clone(),
+        );
         registry.register("leader", "1 while this replica is the leader", leader.clone());
         Self {
             registry: Mutex::new(registry),
@@ -207,6 +227,7 @@ impl Default for Metrics {
             git_fetch_durations,
             git_sync_durations,
             git_last_applied,
+            rollbacks,
             leader,
         }
     }
@@ -271,6 +292,17 @@ impl Metrics {
         self.git_last_applied
             .get_or_create(&labels)
             .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    /// Counts a rollback of `stage` of App `namespace/app`.
+    pub fn rolled_back(&self, namespace: &str, app: &str, stage: &str, cause: &'static str) {
+        let labels = RollbackLabels {
+            namespace: namespace.to_string(),
+            app: app.to_string(),
+            stage: stage.to_string(),
+            cause,
+        };
+        self.rollbacks.get_or_create(&labels).inc();
     }
 
     /// The OpenMetrics text exposition.

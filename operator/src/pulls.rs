@@ -16,6 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use octocrab::models::StatusState;
 use tokio::sync::mpsc::Receiver;
 use tracing::{info, warn};
+use winky_crds::promotion::Promotion;
 use winky_crds::{App, GitSource, PromotionPolicy};
 
 use crate::agents::{self, AgentRules, PullFacts};
@@ -49,6 +50,9 @@ pub struct PullRequests {
     pub cache_dir: std::path::PathBuf,
     /// Every App in scope: the ones a pull request's revision belongs to.
     pub apps: Store<App>,
+    /// Every Promotion in scope: an App whose running or waiting revision
+    /// came from a pull request is woken by that pull request's comments.
+    pub promotions: Store<Promotion>,
     /// Asks the Promotion controller to look at an App again (a comment or a
     /// review may be an approval): it reads them from GitHub itself.
     pub nudge: tokio::sync::mpsc::Sender<ObjectRef<App>>,
@@ -224,10 +228,12 @@ async fn check(delivery: &Delivery, reference: &ObjectReference, ctx: &PullReque
     events::publish(&ctx.recorder, reference, vec![event]).await;
 }
 
-/// Wakes the pipelines of the Apps whose revision pull request `delivery` is
-/// about. A full queue drops the nudge: the pipeline looks again on its own.
+/// Wakes the pipelines of the Apps with a revision, waiting or running in a
+/// stage, from the pull request `delivery` is about (a comment may be an
+/// approval or a command). A full queue drops the nudge: the pipeline looks
+/// again on its own.
 fn nudge_apps(delivery: &Delivery, ctx: &PullRequests) {
-    let Some(number) = delivery.pull_request else {
+    let Some(number) = delivery.pull_request.and_then(|n| i64::try_from(n).ok()) else {
         return;
     };
     let source = format!(
@@ -235,14 +241,28 @@ fn nudge_apps(delivery: &Delivery, ctx: &PullRequests) {
         delivery.source.namespace.as_deref().unwrap_or_default(),
         delivery.source.name
     );
+    let promoted: std::collections::HashSet<(String, String)> = ctx
+        .promotions
+        .state()
+        .iter()
+        .filter(|p| p.spec.revision.pull_request == Some(number))
+        .filter(|p| {
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            !phase.is_final() || phase == winky_crds::promotion::Phase::Promoted
+        })
+        .map(|p| (p.namespace().unwrap_or_default(), p.spec.app.clone()))
+        .collect();
     for app in ctx.apps.state() {
-        let from_source = app.annotations().get(winky_crds::keys::GIT_SOURCE_ANNOTATION) == Some(&source);
-        let revision_pr = app
+        if app.annotations().get(winky_crds::keys::GIT_SOURCE_ANNOTATION) != Some(&source) {
+            continue;
+        }
+        let current = app
             .status
             .as_ref()
             .and_then(|s| s.revision.as_ref())
-            .and_then(|r| r.pull_request);
-        if from_source && revision_pr == Some(number as i64) {
+            .and_then(|r| r.pull_request)
+            == Some(number);
+        if current || promoted.contains(&(app.namespace().unwrap_or_default(), app.name_any())) {
             let _ = ctx.nudge.try_send(ObjectRef::from_obj(app.as_ref()));
         }
     }

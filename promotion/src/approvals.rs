@@ -308,6 +308,14 @@ pub fn tally(gate: &Gate<'_>, events: &[Event]) -> Tally {
     ledger.finish(gate)
 }
 
+/// Why `login` may not act on `gate` — approve, or give the commands that
+/// move the revision through its stage — if they may not: the same rules an
+/// approval follows (never the author, never an agent, then the policy's
+/// expression).
+pub fn ineligible(gate: &Gate<'_>, login: &str) -> Option<Reason> {
+    Judge::new(gate).ineligible(login)
+}
+
 /// An approval being accounted for.
 #[derive(Debug)]
 struct Given {

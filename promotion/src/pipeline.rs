@@ -64,6 +64,36 @@ pub enum Command {
     Promote(String),
     /// Put back the revision the stage ran before.
     Rollback(String),
+    /// A command already handled before the decision (an `/approve`, which
+    /// the approvals gate counts or not; a `/retest`) or refused (its giver
+    /// may not give it): only recorded, and `outcome` is the reply.
+    Noted {
+        /// The command as typed (`/approve production`).
+        text: String,
+        /// What became of it.
+        outcome: String,
+    },
+}
+
+impl Command {
+    /// The command as typed.
+    pub fn text(&self) -> String {
+        match self {
+            Command::Hold => "/hold".into(),
+            Command::Unhold => "/unhold".into(),
+            Command::Promote(stage) => format!("/promote {stage}"),
+            Command::Rollback(stage) => format!("/rollback {stage}"),
+            Command::Noted { text, .. } => text.clone(),
+        }
+    }
+
+    /// The stage the command names, if it names one.
+    pub fn stage(&self) -> Option<&str> {
+        match self {
+            Command::Promote(stage) | Command::Rollback(stage) => Some(stage),
+            _ => None,
+        }
+    }
 }
 
 /// One command and who gave it, when.
@@ -75,6 +105,127 @@ pub struct Given {
     pub by: String,
     /// When it was given.
     pub at: Timestamp,
+    /// The comment it was given in. Its record in the history names the
+    /// comment, so a comment is acted on once (see [`recorded_comments`]).
+    pub comment: Option<u64>,
+    /// The revision whose pull request it was given on: one of its
+    /// Promotions gets the record.
+    pub revision: Option<String>,
+}
+
+/// The history event that records a command.
+pub const COMMAND_EVENT: &str = "Command";
+
+/// The comments whose commands are on record in `promotions`' histories:
+/// they were acted on, and never are again.
+pub fn recorded_comments(promotions: &[Promotion]) -> std::collections::BTreeSet<u64> {
+    promotions
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.history.iter())
+        .filter(|h| h.event == COMMAND_EVENT)
+        .filter_map(|h| {
+            let rest = h.message.strip_prefix("comment ")?;
+            rest.split(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// A Promotion whose stage's SLOs are watched after it was promoted
+/// (`rollback.onSLOBreach`), and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watched {
+    /// The Promotion's name.
+    pub name: String,
+    /// Its stage.
+    pub stage: String,
+    /// When it entered the stage (promoted or restored).
+    pub since: Timestamp,
+    /// How long it has been there, at most the watch.
+    pub elapsed: Duration,
+}
+
+/// The Promoted Promotions still inside their stage's `rollback.watch`
+/// (default 30m) at `now`, in stages that roll back on a breach.
+pub fn watched(stages: &[Stage], promotions: &[Promotion], now: Timestamp) -> Vec<Watched> {
+    let mut out = Vec::new();
+    for stage in stages {
+        let Some(rollback) = stage.rollback.as_ref().filter(|r| r.on_slo_breach) else {
+            continue;
+        };
+        let watch = rollback
+            .watch
+            .as_deref()
+            .and_then(crate::slo::parse_duration)
+            .unwrap_or(DEFAULT_WATCH);
+        for p in promotions {
+            let Some(status) = p.status.as_ref() else {
+                continue;
+            };
+            if p.spec.stage != stage.name || status.phase != Phase::Promoted {
+                continue;
+            }
+            // A revision put back by a rollback is not watched: a breach it
+            // shares with the revision before is not its doing, and rolling
+            // back again would cascade.
+            let last = status
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.event == "Promoted" || h.event == "Restored");
+            let Some(since) = last
+                .filter(|h| h.event == "Promoted")
+                .and_then(|h| h.at.parse::<Timestamp>().ok())
+            else {
+                continue;
+            };
+            let elapsed = Duration::from_secs(now.duration_since(since).as_secs().max(0) as u64);
+            if elapsed < watch {
+                out.push(Watched {
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    stage: stage.name.clone(),
+                    since,
+                    elapsed,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// How long a stage's SLOs are watched after a promotion when its
+/// `rollback` names no `watch`.
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(30 * 60);
+
+/// When a Promoted Promotion entered its stage: its latest `Promoted` or
+/// `Restored` entry.
+fn entered(status: &PromotionStatus) -> Option<Timestamp> {
+    status
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.event == "Promoted" || h.event == "Restored")
+        .and_then(|h| h.at.parse().ok())
+}
+
+/// A rollback the decision made, for the operator to report (a pull-request
+/// comment, a metric, the commit status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledBack {
+    /// The stage.
+    pub stage: String,
+    /// The Promotion rolled back.
+    pub from: String,
+    /// The Promotion running again.
+    pub to: String,
+    /// The revision rolled back.
+    pub from_revision: String,
+    /// The revision running again.
+    pub to_revision: String,
+    /// Who or what rolled it back (`operator` on an SLO breach).
+    pub by: String,
+    /// Why.
+    pub why: String,
 }
 
 /// Everything [`decide`] looks at.
@@ -90,7 +241,11 @@ pub struct Inputs<'a> {
     pub approvals: &'a BTreeMap<String, ApprovalsFound>,
     /// The SLO gate's result per Promotion name, for stages with one.
     pub slo: &'a BTreeMap<String, GateResult>,
-    /// Commands given since the last decision, in order.
+    /// The SLO readings of the Promoted Promotions still watched
+    /// ([`watched`]), by Promotion name: a failed one is a breach.
+    pub watch: &'a BTreeMap<String, GateResult>,
+    /// Commands given since the last decision, in order (none already
+    /// recorded: see [`recorded_comments`]).
     pub commands: &'a [Given],
     /// Now.
     pub now: Timestamp,
@@ -103,8 +258,11 @@ pub struct Decision {
     pub create: Vec<Promotion>,
     /// New statuses of existing Promotions, by name (only those that changed).
     pub statuses: Vec<(String, PromotionStatus)>,
-    /// What a person should hear about each command, in order.
+    /// What a person should hear about each command, in order: one per
+    /// command of [`Inputs::commands`].
     pub replies: Vec<String>,
+    /// Stages rolled back, by a command or an SLO breach.
+    pub rollbacks: Vec<RolledBack>,
     /// When to look again at the latest (a soak ends), if nothing else happens first.
     pub recheck_in: Option<Duration>,
 }
@@ -195,6 +353,29 @@ impl Book {
             .unwrap_or_default()
     }
 
+    /// Whether the App's latest `/hold` or `/unhold` was a hold: a
+    /// Promotion created while it lasts is held from the start.
+    fn app_held(&self) -> bool {
+        self.items
+            .iter()
+            .filter_map(|(p, _)| p.status.as_ref())
+            .flat_map(|s| s.history.iter())
+            .filter(|h| h.event == "Held" || h.event == "Unheld")
+            .filter_map(|h| Some((h.at.parse::<Timestamp>().ok()?, h.event == "Held")))
+            .max_by_key(|(at, _)| *at)
+            .is_some_and(|(_, held)| held)
+    }
+
+    /// Adds a new Promotion, held if the App is.
+    fn open(&mut self, mut promotion: Promotion) {
+        if self.app_held()
+            && let Some(status) = promotion.status.as_mut()
+        {
+            status.held = true;
+        }
+        self.items.push((promotion, true));
+    }
+
     fn in_stage(&self, stage: &str) -> impl Iterator<Item = usize> + '_ {
         let stage = stage.to_string();
         (0..self.items.len()).filter(move |&i| self.items[i].0.spec.stage == stage)
@@ -278,44 +459,90 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
             revision.git_commit.as_deref().unwrap_or("unknown"),
             first.name
         );
-        book.items
-            .push((new_promotion(app, &first.name, revision, now, message), true));
+        book.open(new_promotion(app, &first.name, revision, now, message));
     }
 
-    // Commands first: they change what the gates may do.
-    let mut promote_requests: Vec<(String, String)> = Vec::new();
-    for given in inputs.commands {
-        let reply = match &given.command {
-            Command::Hold | Command::Unhold => {
-                let hold = given.command == Command::Hold;
-                let mut touched = 0;
-                for i in 0..book.items.len() {
-                    if book.phase(i).is_final() || book.status(i).held == hold {
-                        continue;
-                    }
-                    let status = book.status(i);
-                    status.held = hold;
-                    let (event, message) = if hold {
-                        ("Held", "nothing automatic happens until /unhold")
-                    } else {
-                        ("Unheld", "automatic steps resume")
-                    };
-                    push_history(status, history(given.at, event, &given.by, message));
-                    touched += 1;
-                }
-                match (hold, touched) {
-                    (_, 0) => "nothing was waiting: no promotion changed".to_string(),
-                    (true, n) => format!("held {n} promotion(s): nothing automatic happens until /unhold"),
-                    (false, n) => format!("released {n} promotion(s)"),
-                }
-            }
-            Command::Promote(stage) => {
-                promote_requests.push((stage.clone(), given.by.clone()));
-                format!("promotion into {stage} requested: it happens when every gate of {stage} holds")
-            }
-            Command::Rollback(stage) => rollback(&mut book, stage, given),
+    // A breach of a watched stage's SLOs rolls it back before anything else
+    // is decided: nothing should build on a revision failing its users.
+    let mut rollbacks = Vec::new();
+    for stage in inputs
+        .stages
+        .iter()
+        .filter(|s| s.rollback.as_ref().is_some_and(|r| r.on_slo_breach))
+    {
+        let Some(current) = book
+            .in_stage(&stage.name)
+            .find(|&i| book.phase(i) == Phase::Promoted)
+        else {
+            continue;
         };
-        replies.push(reply);
+        let name = book.items[current].0.metadata.name.clone().unwrap_or_default();
+        let Some(reading) = inputs.watch.get(&name).filter(|g| g.state == GateState::Failed) else {
+            continue;
+        };
+        let why = format!(
+            "SLO breached in {}: {}",
+            stage.name,
+            reading.evidence.clone().unwrap_or_default()
+        );
+        match roll_back(&mut book, &stage.name, current, now, "operator", &why) {
+            Ok(done) => rollbacks.push(done),
+            Err(nothing) => {
+                let status = book.status(current);
+                if !status.history.iter().any(|h| h.event == "SLOBreached") {
+                    push_history(
+                        status,
+                        history(now, "SLOBreached", "operator", format!("{why}; {nothing}")),
+                    );
+                }
+            }
+        }
+    }
+
+    // Commands next: they change what the gates may do. A `/promote` is
+    // answered after the gates are read, when it is known whether it happened.
+    let mut answers: Vec<Option<String>> = Vec::new();
+    let mut promote_requests: Vec<Request> = Vec::new();
+    for (n, given) in inputs.commands.iter().enumerate() {
+        let known = |stage: &str| inputs.stages.iter().any(|s| s.name == stage);
+        let answer = match &given.command {
+            Command::Noted { outcome, .. } => Some(outcome.clone()),
+            Command::Hold | Command::Unhold => Some(hold(&mut book, given)),
+            Command::Promote(stage) | Command::Rollback(stage) if !known(stage) => Some(format!(
+                "nothing done: the policy has no stage {stage} (its stages: {})",
+                inputs
+                    .stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Command::Promote(stage) => match promote_again(&mut book, stage, given, now) {
+                Some(answer) => Some(answer),
+                None => {
+                    promote_requests.push(Request {
+                        command: n,
+                        stage: stage.clone(),
+                        by: given.by.clone(),
+                        at: given.at,
+                        done: None,
+                    });
+                    None
+                }
+            },
+            Command::Rollback(stage) => Some(match rollback_command(&mut book, stage, given, now) {
+                Ok(done) => {
+                    let answer = format!(
+                        "{stage} rolled back from {} to {}",
+                        done.from_revision, done.to_revision
+                    );
+                    rollbacks.push(done);
+                    answer
+                }
+                Err(nothing) => nothing,
+            }),
+        };
+        answers.push(answer);
     }
 
     // Gates and phases, stage by stage, so a promotion in one stage can open the next.
@@ -398,10 +625,13 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
             let status = book.status(i).clone();
             let failed = status.gates.iter().find(|g| g.state == GateState::Failed);
             let all_passed = status.gates.iter().all(|g| g.state == GateState::Passed);
-            let requested = promote_requests
-                .iter()
-                .find(|(s, _)| *s == stage.name)
-                .map(|(_, by)| by.clone());
+            // A /promote moves what waited when it was written, never a
+            // revision that came after it.
+            let created = book.when(i, "Created");
+            let request = promote_requests
+                .iter_mut()
+                .find(|r| r.stage == stage.name && created.is_none_or(|c| !after(c, r.at)));
+            let requested = request.as_ref().map(|r| r.by.clone());
             if let Some(gate) = failed {
                 let message = format!(
                     "gate {} failed: {}",
@@ -420,6 +650,9 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
                 );
             } else if all_passed && (stage.auto_promote || requested.is_some()) {
                 let actor = requested.unwrap_or_else(|| "operator".into());
+                if let Some(request) = request {
+                    request.done = Some(revision.clone());
+                }
                 promote(&mut book, i, &stage.name, &revision, now, &actor);
                 if let Some(next) = inputs.stages.get(k + 1) {
                     let promoted = book.items[i].0.spec.revision.clone();
@@ -464,8 +697,28 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         }
     }
 
+    // Every command gets its answer, and its record in the history.
+    for (n, given) in inputs.commands.iter().enumerate() {
+        let answer = match answers[n].take() {
+            Some(answer) => answer,
+            None => promote_answer(&book, promote_requests.iter().find(|r| r.command == n)),
+        };
+        if let Some(target) = record_target(&book, given.revision.as_deref(), given.command.stage()) {
+            let message = match given.comment {
+                Some(id) => format!("comment {id}: {} — {answer}", given.command.text()),
+                None => format!("{} — {answer}", given.command.text()),
+            };
+            push_history(
+                book.status(target),
+                history(given.at, COMMAND_EVENT, &given.by, message),
+            );
+        }
+        replies.push(answer);
+    }
+
     let mut decision = Decision {
         replies,
+        rollbacks,
         recheck_in,
         ..Default::default()
     };
@@ -684,47 +937,219 @@ fn open_next_stage(book: &mut Book, app: &str, next: &Stage, revision: &Revision
         }
     }
     let message = format!("revision {} enters {}", revision.id, next.name);
-    book.items
-        .push((new_promotion(app, &next.name, revision, now, message), true));
+    book.open(new_promotion(app, &next.name, revision, now, message));
 }
 
-/// `/rollback <stage>`: the stage's Promoted revision is RolledBack and the
-/// latest Retired one runs again. Sticky: the rolled-back revision is never
-/// promoted again automatically.
-fn rollback(book: &mut Book, stage: &str, given: &Given) -> String {
+/// Whether `a` is after `b`, to the second: GitHub gives a comment's time in
+/// whole seconds, so a command written in the second something happened
+/// counts as written after it.
+fn after(a: Timestamp, b: Timestamp) -> bool {
+    a.as_second() > b.as_second()
+}
+
+/// A `/promote` waiting for the gates to be read.
+struct Request {
+    /// Its index in the commands.
+    command: usize,
+    stage: String,
+    by: String,
+    at: Timestamp,
+    /// The revision it promoted, once it did.
+    done: Option<String>,
+}
+
+/// What became of a `/promote` after the gates were read.
+fn promote_answer(book: &Book, request: Option<&Request>) -> String {
+    let Some(request) = request else {
+        return "nothing done".into();
+    };
+    let stage = &request.stage;
+    if let Some(revision) = &request.done {
+        return format!("promoted {revision} into {stage}");
+    }
+    let waiting = book
+        .in_stage(stage)
+        .filter(|&i| !book.phase(i).is_final())
+        .find(|&i| book.when(i, "Created").is_none_or(|c| !after(c, request.at)));
+    let Some(i) = waiting else {
+        return format!("nothing done: no revision waits for {stage}");
+    };
+    let p = &book.items[i].0;
+    let status = p.status.clone().unwrap_or_default();
+    if status.phase == Phase::Rejected {
+        return format!("nothing done: {} was rejected for {stage}", p.spec.revision.id);
+    }
+    let open: Vec<String> = status
+        .gates
+        .iter()
+        .filter(|g| g.state != GateState::Passed)
+        .map(|g| format!("{} ({})", g.name, g.evidence.clone().unwrap_or_default()))
+        .collect();
+    if status.held && open.is_empty() {
+        return format!(
+            "not yet: {} is held; /unhold, then /promote {stage}",
+            p.spec.revision.id
+        );
+    }
+    format!(
+        "not yet: {} enters {stage} when every gate holds; waiting for {}. Give /promote {stage} again then",
+        p.spec.revision.id,
+        open.join(", ")
+    )
+}
+
+/// `/hold` or `/unhold`: every Promotion of the App not yet final is held
+/// or released, and so is every Promotion created while the hold lasts.
+fn hold(book: &mut Book, given: &Given) -> String {
+    let hold = given.command == Command::Hold;
+    let (event, message) = if hold {
+        ("Held", "nothing automatic happens until /unhold")
+    } else {
+        ("Unheld", "automatic steps resume")
+    };
+    let mut touched = 0;
+    for i in 0..book.items.len() {
+        if book.phase(i).is_final() || book.status(i).held == hold {
+            continue;
+        }
+        let status = book.status(i);
+        status.held = hold;
+        push_history(status, history(given.at, event, &given.by, message));
+        touched += 1;
+    }
+    let already = touched == 0 && book.app_held() == hold;
+    if touched == 0
+        && !already
+        && let Some(target) = record_target(book, given.revision.as_deref(), None)
+    {
+        // Nothing waits now, but what comes next is held (or not).
+        push_history(book.status(target), history(given.at, event, &given.by, message));
+    }
+    match (hold, touched) {
+        (true, 0) if already => "already held: nothing automatic happens until /unhold".to_string(),
+        (false, 0) if already => "nothing was held".to_string(),
+        (true, 0) => {
+            "held: nothing waits now, and nothing that comes moves on its own until /unhold".to_string()
+        }
+        (false, 0) => "released: what comes next moves on its own".to_string(),
+        (true, n) => format!("held {n} promotion(s): nothing automatic happens until /unhold"),
+        (false, n) => format!("released {n} promotion(s)"),
+    }
+}
+
+/// The Promotion that records a command given on `revision`'s pull
+/// request: its Promotion into the stage the command names, else its latest
+/// one still moving, else one running, else its latest; the App's latest
+/// when the revision has none.
+fn record_target(book: &Book, revision: Option<&str>, stage: Option<&str>) -> Option<usize> {
+    let of = |i: &usize| revision.is_none_or(|r| book.items[*i].0.spec.revision.id == r);
+    let all = || (0..book.items.len()).rev().filter(of);
+    all()
+        .find(|&i| stage.is_some_and(|s| book.items[i].0.spec.stage == s))
+        .or_else(|| all().find(|&i| !book.phase(i).is_final()))
+        .or_else(|| all().find(|&i| book.phase(i) == Phase::Promoted))
+        .or_else(|| all().next())
+        .or_else(|| book.items.len().checked_sub(1))
+}
+
+/// `/promote <stage>` when the stage's newest decision was a rollback and
+/// nothing newer waits: the rolled-back revision runs again, because a
+/// person said so (a rollback is never undone automatically). `None` when
+/// that is not the case: the request waits for the gates.
+fn promote_again(book: &mut Book, stage: &str, given: &Given, now: Timestamp) -> Option<String> {
+    if book.in_stage(stage).any(|i| !book.phase(i).is_final()) {
+        return None;
+    }
+    let i = book
+        .in_stage(stage)
+        .filter(|&i| book.phase(i) == Phase::RolledBack)
+        .max_by_key(|&i| book.when(i, "RolledBack"))?;
+    let rolled_back = book.when(i, "RolledBack")?;
+    let newer = book
+        .in_stage(stage)
+        .filter_map(|j| book.when(j, "Promoted").max(book.when(j, "Restored")))
+        .any(|t| t > rolled_back);
+    if newer || after(rolled_back, given.at) {
+        return None;
+    }
+    let revision = book.items[i].0.spec.revision.id.clone();
+    promote(book, i, stage, &revision, now, &given.by);
+    Some(format!(
+        "promoted {revision} into {stage} again after its rollback"
+    ))
+}
+
+/// `/rollback <stage>`: the revision the stage ran when the command was
+/// written is rolled back (so a command read twice rolls back once). The
+/// rollback happens `now`, after the command was written.
+fn rollback_command(
+    book: &mut Book,
+    stage: &str,
+    given: &Given,
+    now: Timestamp,
+) -> Result<RolledBack, String> {
     let current = book.in_stage(stage).find(|&i| book.phase(i) == Phase::Promoted);
     let Some(current) = current else {
-        return format!("nothing to roll back: no revision runs in {stage}");
+        return Err(format!("nothing to roll back: no revision runs in {stage}"));
     };
+    let entered = book.items[current].0.status.as_ref().and_then(entered);
+    if entered.is_some_and(|t| after(t, given.at)) {
+        return Err(format!(
+            "nothing done: {} entered {stage} after this command was written",
+            book.items[current].0.spec.revision.id
+        ));
+    }
+    let why = format!("{} asked", given.by);
+    roll_back(book, stage, current, now, &given.by, &why)
+}
+
+/// Rolls `stage` back from Promotion `current` to the stage's latest
+/// Retired one. Sticky: the rolled-back revision's Promotion stays, so the
+/// pipeline never promotes it into the stage again on its own.
+fn roll_back(
+    book: &mut Book,
+    stage: &str,
+    current: usize,
+    at: Timestamp,
+    by: &str,
+    why: &str,
+) -> Result<RolledBack, String> {
     let previous = book
         .in_stage(stage)
         .filter(|&i| book.phase(i) == Phase::Retired)
         .max_by_key(|&i| book.when(i, "Retired"));
     let Some(previous) = previous else {
-        return format!("nothing to roll back to: {stage} ran no revision before");
+        return Err(format!("nothing to roll back to: {stage} ran no revision before"));
     };
     let (from, to) = (
         book.items[current].0.spec.revision.id.clone(),
         book.items[previous].0.spec.revision.id.clone(),
     );
-    let by = given.by.as_str();
     book.set_phase(
         current,
         Phase::RolledBack,
-        given.at,
+        at,
         by,
         "RolledBack",
-        format!("{stage} goes back to {to}"),
+        format!("{why}: {stage} goes back to {to}"),
     );
     book.set_phase(
         previous,
         Phase::Promoted,
-        given.at,
+        at,
         by,
         "Restored",
         format!("{stage} runs {to} again, instead of {from}"),
     );
-    format!("{stage} rolled back from {from} to {to}")
+    Ok(RolledBack {
+        stage: stage.to_string(),
+        from_revision: from,
+        to_revision: to,
+        from: book.items[current].0.metadata.name.clone().unwrap_or_default(),
+        to: book.items[previous].0.metadata.name.clone().unwrap_or_default(),
+        by: by.to_string(),
+        why: why.to_string(),
+    })
 }
 
 #[cfg(test)]

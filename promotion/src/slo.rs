@@ -609,6 +609,19 @@ impl Verdict {
     }
 }
 
+/// The objectives a stage is watched against after a promotion when it
+/// sets no SLO gate of its own: availability ≥ 99.5 %, p95 latency ≤ 2 s and
+/// error rate ≤ 0.5 %, over `window`.
+pub fn default_objectives(window: &str) -> SloGate {
+    SloGate {
+        observe: None,
+        window: window.into(),
+        availability: Some("99.5".into()),
+        p95_latency: Some("2s".into()),
+        error_rate: Some("0.5".into()),
+    }
+}
+
 /// Judges `readings` against `gate`. Only the objectives the gate sets are
 /// judged (and reported); a breach of any of them fails the gate; otherwise a
 /// missing reading makes it wait; it passes only when every one was measured

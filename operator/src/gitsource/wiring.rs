@@ -100,6 +100,7 @@ pub fn controller(
                     metrics: metrics.clone(),
                     cache_dir,
                     apps,
+                    promotions: caches.promotions.store.clone(),
                     nudge,
                 },
             ));

@@ -19,6 +19,7 @@
 
 pub mod gather;
 pub mod prometheus;
+mod report;
 pub mod wiring;
 
 use std::collections::HashSet;
@@ -33,7 +34,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL};
 use winky_crds::promotion::{Promotion, PromotionStatus, RevisionSnapshot, snapshot_name};
 use winky_crds::{App, PromotionPolicy};
@@ -45,6 +46,7 @@ use crate::context::{ControllerContext, Core};
 use crate::driver;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::github::GitHub;
 use crate::listed::Listed;
 use crate::metrics::ReconcileResult;
 
@@ -125,22 +127,19 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         .map(|p| p.as_ref().clone())
         .collect();
     let now = Timestamp::now();
-    let found = gather::approvals(app, &policy, &promotions, ctx).await;
+    let found = gather::github(app, &policy, &promotions, ctx).await;
     if let Some(problem) = &found.problem {
         // Not only a log line: whoever waits for an approval sees why it is not read.
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "ApprovalsUnreadable".into(),
-            note: Some(events::truncate(
-                &format!("the approvals could not be read from GitHub: {problem}"),
-                1000,
-            )),
-            action: "Promote".into(),
-            secondary: None,
-        };
-        events::publish(&ctx.core.recorder, &app.object_ref(&()), vec![event]).await;
+        warn_app(
+            app,
+            "ApprovalsUnreadable",
+            &format!("the approvals and commands could not be read from GitHub: {problem}"),
+            ctx,
+        )
+        .await;
     }
     let slo = gather::slo(app, &namespace, &policy, &promotions, now).await;
+    let (watch, watching) = gather::watch(app, &namespace, &policy, &promotions, now).await;
     let inputs = Inputs {
         app: AppView {
             name: &name,
@@ -151,11 +150,29 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         promotions: &promotions,
         approvals: &found.approvals,
         slo: &slo,
-        commands: &[],
+        watch: &watch,
+        commands: &found.commands,
         now,
     };
     let decision = pipeline::decide(&inputs);
-    write(app, &namespace, &promotions, &decision, ctx).await?;
+    // The commit statuses of new phases need GitHub even when no pull
+    // request had to be read (a revision's first Promotions).
+    let connected = match &found.github {
+        None if !decision.create.is_empty() || !decision.statuses.is_empty() => {
+            gather::connect(app, ctx).await.unwrap_or_else(|problem| {
+                warn!(app = %name, %problem, "GitHub cannot be reached for the commit statuses");
+                None
+            })
+        }
+        _ => None,
+    };
+    let github = found.github.as_ref().or(connected.as_ref());
+    write(app, &namespace, &promotions, &decision, github, ctx).await?;
+    report::replies(app, &found.replies, &decision.replies, github, ctx).await;
+    report::rollbacks(app, &namespace, &promotions, &decision.rollbacks, github, ctx).await;
+    if found.retest {
+        report::request_retest(app, ctx).await;
+    }
 
     let waiting_for_people = promotions.iter().chain(decision.create.iter()).any(|p| {
         p.status
@@ -166,7 +183,7 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         decision.recheck_in,
         waiting_for_people.then_some(APPROVALS_POLL),
         found.retry,
-        (!slo.is_empty()).then_some(SLO_POLL),
+        (!slo.is_empty() || watching).then_some(SLO_POLL),
     ]
     .into_iter()
     .flatten()
@@ -251,6 +268,7 @@ async fn write(
     namespace: &str,
     before: &[Promotion],
     decision: &pipeline::Decision,
+    github: Option<&GitHub>,
     ctx: &PromotionContext,
 ) -> Result<()> {
     let client = &ctx.core.client;
@@ -279,7 +297,7 @@ async fn write(
             }
         };
         write_status(client, &created, &status).await?;
-        announce(&created, &PromotionStatus::default(), &status, ctx).await;
+        announce(&created, &PromotionStatus::default(), &status, github, ctx).await;
         info!(promotion = %created.name_any(), "created");
     }
     for (name, status) in &decision.statuses {
@@ -294,6 +312,7 @@ async fn write(
             existing,
             &existing.status.clone().unwrap_or_default(),
             status,
+            github,
             ctx,
         )
         .await;
@@ -319,18 +338,24 @@ async fn write_status(client: &kube::Client, promotion: &Promotion, status: &Pro
     Ok(())
 }
 
-/// One Event per history entry `new` has beyond `old`: Warning for a
-/// rejection or a rollback.
+/// One Event per history entry `new` has beyond `old` (Warning for a
+/// rejection, a rollback or a breach), and the commit status
+/// `winky/<stage>` of the revision's commit for each change of phase.
 async fn announce(
     promotion: &Promotion,
     old: &PromotionStatus,
     new: &PromotionStatus,
+    github: Option<&GitHub>,
     ctx: &PromotionContext,
 ) {
-    let added = new.history.iter().skip(old.history.len());
+    let added: Vec<_> = new.history.iter().skip(old.history.len()).collect();
     let events: Vec<Event> = added
+        .iter()
         .map(|h| Event {
-            type_: if matches!(h.event.as_str(), "Rejected" | "RolledBack" | "GateFailed") {
+            type_: if matches!(
+                h.event.as_str(),
+                "Rejected" | "RolledBack" | "GateFailed" | "SLOBreached"
+            ) {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -342,4 +367,24 @@ async fn announce(
         })
         .collect();
     events::publish(&ctx.core.recorder, &promotion.object_ref(&()), events).await;
+    if let Some(github) = github
+        && let Some(entry) = added
+            .iter()
+            .rev()
+            .find(|h| report::commit_state(&h.event).is_some())
+    {
+        report::commit_status(promotion, entry, github, ctx).await;
+    }
+}
+
+/// A Warning Event on the App.
+async fn warn_app(app: &App, reason: &str, note: &str, ctx: &PromotionContext) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(events::truncate(note, 1000)),
+        action: "Promote".into(),
+        secondary: None,
+    };
+    events::publish(&ctx.core.recorder, &app.object_ref(&()), vec![event]).await;
 }

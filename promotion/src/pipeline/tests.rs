@@ -91,6 +91,7 @@ struct World {
     promotions: Vec<Promotion>,
     approvals: BTreeMap<String, ApprovalsFound>,
     slo: BTreeMap<String, GateResult>,
+    watch: BTreeMap<String, GateResult>,
 }
 
 impl World {
@@ -100,6 +101,7 @@ impl World {
             promotions: Vec::new(),
             approvals: BTreeMap::new(),
             slo: BTreeMap::new(),
+            watch: BTreeMap::new(),
         }
     }
 
@@ -120,6 +122,7 @@ impl World {
             promotions: &self.promotions,
             approvals: &self.approvals,
             slo: &self.slo,
+            watch: &self.watch,
             commands,
             now,
         };
@@ -155,6 +158,8 @@ fn given(command: Command, by: &str, t: i64) -> Given {
         command,
         by: by.into(),
         at: at(t),
+        comment: None,
+        revision: None,
     }
 }
 
@@ -293,7 +298,10 @@ fn hold_blocks_every_automatic_step_until_unhold() {
         ["held 1 promotion(s): nothing automatic happens until /unhold"]
     );
     let d = w.step(Some(&r1), None, &[given(Command::Hold, "bob", 1)], at(1));
-    assert_eq!(d.replies, ["nothing was waiting: no promotion changed"]);
+    assert_eq!(
+        d.replies,
+        ["already held: nothing automatic happens until /unhold"]
+    );
     w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(2));
     assert_eq!(
         w.phase("preview", "r-1"),
@@ -521,4 +529,232 @@ fn approvals_not_read_this_time_keep_what_the_gate_said() {
     let d = w.step(Some(&r1), None, &[], at(1));
     assert_eq!(gate(&w), GateState::Passed);
     assert!(d.statuses.is_empty(), "{d:?}");
+}
+
+fn from_comment(command: Command, by: &str, t: i64, comment: u64, rev: &str) -> Given {
+    Given {
+        comment: Some(comment),
+        revision: Some(rev.into()),
+        ..given(command, by, t)
+    }
+}
+
+fn breach() -> GateResult {
+    GateResult {
+        name: "slo".into(),
+        state: GateState::Failed,
+        evidence: Some("error rate 12.5% > 0.5%".into()),
+        ..Default::default()
+    }
+}
+
+/// One stage, preview (auto, emulator), watched for 30m after a promotion.
+fn watched_world() -> World {
+    let mut w = World::new();
+    w.stages.truncate(1);
+    w.stages[0].rollback = Some(winky_crds::policy::RollbackSpec {
+        on_slo_breach: true,
+        watch: Some("30m".into()),
+    });
+    w
+}
+
+#[test]
+fn every_command_is_recorded_once_with_its_comment_and_answer() {
+    let mut w = World::new();
+    let r1 = revision("r-1");
+    w.step(Some(&r1), None, &[], at(0));
+    let noted = Command::Noted {
+        text: "/approve production".into(),
+        outcome: "not counted: you opened this pull request".into(),
+    };
+    let d = w.step(
+        Some(&r1),
+        None,
+        &[
+            from_comment(noted, "dana", 5, 901, "r-1"),
+            from_comment(Command::Promote("qa".into()), "alice", 6, 902, "r-1"),
+        ],
+        at(7),
+    );
+    assert_eq!(
+        d.replies,
+        [
+            "not counted: you opened this pull request",
+            "nothing done: the policy has no stage qa (its stages: preview, staging, production)"
+        ]
+    );
+    let history = &w.promotions[0].status.as_ref().unwrap().history;
+    let commands: Vec<_> = history.iter().filter(|h| h.event == COMMAND_EVENT).collect();
+    assert_eq!(commands.len(), 2, "{history:?}");
+    assert_eq!(commands[0].actor, "dana");
+    assert_eq!(
+        commands[0].message,
+        "comment 901: /approve production — not counted: you opened this pull request"
+    );
+    assert_eq!(commands[1].at, at(6).to_string());
+    assert_eq!(recorded_comments(&w.promotions), [901, 902].into_iter().collect());
+}
+
+#[test]
+fn a_promote_never_moves_a_revision_that_came_after_it() {
+    let mut w = World::new();
+    w.stages[0].auto_promote = false;
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), None, &[], at(0));
+    // r-2 supersedes r-1 at 20; a /promote written at 10 meant r-1.
+    w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(20));
+    let d = w.step(
+        Some(&r2),
+        Some(&emulator("r-2", true)),
+        &[from_comment(
+            Command::Promote("preview".into()),
+            "alice",
+            10,
+            7,
+            "r-1",
+        )],
+        at(30),
+    );
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::AwaitingApproval));
+    assert_eq!(d.replies, ["nothing done: no revision waits for preview"]);
+    // Written after r-2 came, it promotes r-2.
+    let d = w.step(
+        Some(&r2),
+        Some(&emulator("r-2", true)),
+        &[from_comment(
+            Command::Promote("preview".into()),
+            "alice",
+            40,
+            8,
+            "r-2",
+        )],
+        at(41),
+    );
+    assert_eq!(d.replies, ["promoted r-2 into preview"]);
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Promoted));
+}
+
+#[test]
+fn a_promote_whose_gates_do_not_hold_says_which_and_waits() {
+    let mut w = World::new();
+    w.stages[0].auto_promote = false;
+    let r1 = revision("r-1");
+    w.step(Some(&r1), None, &[], at(0));
+    let d = w.step(
+        Some(&r1),
+        None,
+        &[given(Command::Promote("preview".into()), "alice", 5)],
+        at(5),
+    );
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Verifying));
+    assert!(
+        d.replies[0].starts_with("not yet: r-1 enters preview when every gate holds; waiting for emulator ("),
+        "{:?}",
+        d.replies
+    );
+}
+
+#[test]
+fn a_rollback_read_twice_rolls_back_once() {
+    let mut w = World::new();
+    w.stages.truncate(1);
+    let (r0, r1, r2) = (revision("r-0"), revision("r-1"), revision("r-2"));
+    w.step(Some(&r0), Some(&emulator("r-0", true)), &[], at(0));
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(10));
+    w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(20));
+    let rollback = from_comment(Command::Rollback("preview".into()), "alice", 30, 11, "r-2");
+    let d = w.step(Some(&r2), None, std::slice::from_ref(&rollback), at(31));
+    assert_eq!(d.replies, ["preview rolled back from r-2 to r-1"]);
+    assert_eq!(d.rollbacks.len(), 1);
+    assert_eq!(d.rollbacks[0].from, "notes-preview-r-2");
+    // The same comment again (its record lost): r-1 came back after the
+    // comment was written, so it stays.
+    let d = w.step(Some(&r2), None, &[rollback], at(32));
+    assert_eq!(
+        d.replies,
+        ["nothing done: r-1 entered preview after this command was written"]
+    );
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    assert_eq!(w.phase("preview", "r-0"), Some(Phase::Retired));
+}
+
+#[test]
+fn a_breach_while_watched_rolls_back_once_and_sticks() {
+    let mut w = watched_world();
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(0));
+    w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(100));
+    // Both were promoted; only the latest runs, and it is watched.
+    let watched = watched(&w.stages, &w.promotions, at(160));
+    assert_eq!(watched.len(), 1);
+    assert_eq!(watched[0].name, "notes-preview-r-2");
+    assert_eq!(watched[0].elapsed, Duration::from_secs(60));
+    // Past the watch, nothing is watched.
+    assert!(super::watched(&w.stages, &w.promotions, at(100 + 1800)).is_empty());
+
+    w.watch.insert("notes-preview-r-2".into(), breach());
+    let d = w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(170));
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::RolledBack));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    assert_eq!(d.rollbacks.len(), 1);
+    assert_eq!(d.rollbacks[0].by, "operator");
+    assert!(
+        d.rollbacks[0].why.contains("error rate 12.5%"),
+        "{:?}",
+        d.rollbacks
+    );
+    // Sticky, and the restored revision is not watched (no cascade).
+    assert!(super::watched(&w.stages, &w.promotions, at(180)).is_empty());
+    let quiet = w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(180));
+    assert!(quiet.create.is_empty() && quiet.statuses.is_empty(), "{quiet:?}");
+    // A person may promote it again.
+    let d = w.step(
+        Some(&r2),
+        None,
+        &[given(Command::Promote("preview".into()), "alice", 200)],
+        at(200),
+    );
+    assert_eq!(d.replies, ["promoted r-2 into preview again after its rollback"]);
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Promoted));
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Retired));
+}
+
+#[test]
+fn a_breach_with_nothing_to_go_back_to_is_recorded_once() {
+    let mut w = watched_world();
+    let r1 = revision("r-1");
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(0));
+    w.watch.insert("notes-preview-r-1".into(), breach());
+    let d = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(10));
+    assert!(d.rollbacks.is_empty());
+    assert_eq!(w.phase("preview", "r-1"), Some(Phase::Promoted));
+    assert_eq!(
+        w.events("preview", "r-1").last().map(String::as_str),
+        Some("SLOBreached")
+    );
+    let again = w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(25));
+    assert!(again.statuses.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_hold_with_nothing_waiting_holds_what_comes_next() {
+    let mut w = World::new();
+    w.stages.truncate(1);
+    let (r1, r2) = (revision("r-1"), revision("r-2"));
+    w.step(Some(&r1), Some(&emulator("r-1", true)), &[], at(0));
+    let d = w.step(Some(&r1), None, &[given(Command::Hold, "bob", 5)], at(5));
+    assert_eq!(
+        d.replies,
+        ["held: nothing waits now, and nothing that comes moves on its own until /unhold"]
+    );
+    w.step(Some(&r2), Some(&emulator("r-2", true)), &[], at(10));
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::AwaitingApproval));
+    w.step(
+        Some(&r2),
+        Some(&emulator("r-2", true)),
+        &[given(Command::Unhold, "bob", 20)],
+        at(20),
+    );
+    assert_eq!(w.phase("preview", "r-2"), Some(Phase::Promoted));
 }
