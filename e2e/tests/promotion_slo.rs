@@ -166,3 +166,122 @@ async fn production_waits_for_the_slos_of_preview_then_promotes_or_rejects() {
     let still = promotion(&client, &ns, "production", &r1).await.unwrap();
     assert_eq!(still.status.unwrap().phase, Phase::Promoted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_breach_after_promotion_rolls_the_stage_back_and_sticks() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = cp.namespace(&client, "rollback-slo").await.unwrap();
+    let ns = ns.name().to_string();
+    // Production's own traffic: the stage watched after each promotion.
+    let workload = MetricsWorkload::start(&ns, "notes", "production").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path(), &[workload.scrape_target()], Duration::from_secs(1))
+        .await
+        .unwrap();
+    let policy = format!("{ns}-watch");
+    Api::<PromotionPolicy>::all(client.clone())
+        .patch(
+            &policy,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
+                "spec": {
+                    "prometheus": {"url": prometheus.url()},
+                    "stages": [
+                        {"name": "production", "autoPromote": true,
+                         "rollback": {"onSLOBreach": true, "watch": "10m"}},
+                    ],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    let _operator = InProcessOperator::start(client.clone(), &ns, "rollback-operator");
+    let app = |image: &str| {
+        serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+            "spec": {"image": image, "port": 8080, "policy": policy},
+        })
+    };
+    let _: App = apply_json(&client, &ns, app("notes:1")).await;
+    let r1 = revision_of(&client, &ns).await;
+    phase_is(&client, &ns, "production", &r1, Phase::Promoted).await;
+    let _: App = apply_json(&client, &ns, app("notes:2")).await;
+    let r2 = eventually("a new revision", WAIT, || async {
+        let r = revision_of(&client, &ns).await;
+        (r != r1).then_some(r)
+    })
+    .await;
+    phase_is(&client, &ns, "production", &r2, Phase::Promoted).await;
+
+    // r2 fails one request in five: production goes back to r1.
+    workload.set_error_ratio(0.2);
+    let started = std::time::Instant::now();
+    drive_load(
+        &workload.url(),
+        LoadSpec {
+            requests: 300,
+            duration: Duration::from_secs(15),
+            concurrency: 4,
+        },
+    )
+    .await
+    .unwrap();
+    let rolled_back = phase_is(&client, &ns, "production", &r2, Phase::RolledBack).await;
+    println!(
+        "errors injected → production rolled back: {:?}",
+        started.elapsed()
+    );
+    let entry = rolled_back
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|h| h.event == "RolledBack")
+        .unwrap()
+        .clone();
+    assert_eq!(entry.actor, "operator");
+    assert!(
+        entry.message.starts_with("SLO breached in production") && entry.message.contains("error rate"),
+        "{entry:?}"
+    );
+    let restored = phase_is(&client, &ns, "production", &r1, Phase::Promoted).await;
+    let events: Vec<String> = restored
+        .status
+        .unwrap()
+        .history
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
+    assert_eq!(events.last().map(String::as_str), Some("Restored"), "{events:?}");
+    // The App runs r1 in production again.
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns);
+    eventually("production running r1 again", WAIT, || async {
+        let stages = apps.get("notes").await.ok()?.status?.stages;
+        stages
+            .iter()
+            .any(|s| s.name == "production" && s.revision.as_deref() == Some(r1.as_str()))
+            .then_some(())
+    })
+    .await;
+
+    // Sticky: more errors, time passing, nothing promotes r2 again, and r1
+    // (put back, not watched) is not rolled back further.
+    drive_load(
+        &workload.url(),
+        LoadSpec {
+            requests: 100,
+            duration: Duration::from_secs(5),
+            concurrency: 2,
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let r2_now = promotion(&client, &ns, "production", &r2).await.unwrap();
+    assert_eq!(r2_now.status.unwrap().phase, Phase::RolledBack);
+    let r1_now = promotion(&client, &ns, "production", &r1).await.unwrap();
+    assert_eq!(r1_now.status.unwrap().phase, Phase::Promoted);
+}
