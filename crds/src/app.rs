@@ -35,7 +35,11 @@ use crate::common::{Condition, EgressRule, EnvVar, Probes, Resources, RevisionRe
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Root-level rules may read metadata.name: its children take the name
+    // (a Service's must be a DNS-1035 label) and labels hold it (63 at most).
+    validation = CelRule::new("size(self.metadata.name) <= 63").message("an App's name may have at most 63 characters: its Service, Deployment and ServiceAccount are named after it, and the label winky.dev/app, which holds it, may have no more"),
+    validation = CelRule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("an App's name must be lowercase letters, digits and '-', start with a letter and end with a letter or digit (no dots): its Service is named after it, and a Service name is a DNS-1035 label")
 )]
 #[x_kube(validation = CelRule::new("!has(self.env) || !has(self.secrets) || self.secrets.all(s, !self.env.exists(e, e.name == s.name))").message("a name cannot be both in env and in secrets"))]
 #[serde(rename_all = "camelCase")]
@@ -59,15 +63,19 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub args: Vec<String>,
-    /// Plain environment variables, unique by name.
+    /// Plain environment variables, unique by name. `PORT` and `WINKY_*` are
+    /// reserved: the runtime sets them (`PORT` is `spec.port`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = CelRule::new(RESERVED_ENV).message(RESERVED_ENV_MESSAGE))]
     #[schemars(length(max = 128))]
     pub env: Vec<EnvVar>,
     /// Environment variables whose values come from Vault or a Kubernetes Secret,
-    /// unique by name. Only references are stored.
+    /// unique by name. Only references are stored. `PORT` and `WINKY_*` are
+    /// reserved, as in `env`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = CelRule::new(RESERVED_ENV).message(RESERVED_SECRETS_MESSAGE))]
     #[schemars(length(max = 64))]
     pub secrets: Vec<SecretEnv>,
     /// CPU and memory limits of the container.
@@ -93,6 +101,20 @@ pub struct AppSpec {
     #[schemars(length(min = 1, max = 253))]
     pub policy: Option<String>,
 }
+
+/// CEL over a string: it can name an App (see the App's own name rules).
+pub const APP_NAME: &str = "self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+/// Why [`APP_NAME`] refused a reference to an App.
+pub const APP_NAME_MESSAGE: &str = "app must name an App: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
+
+/// CEL over a list of variables: none is named `PORT` or `WINKY_*`, which the
+/// runtime sets in every App's and Function's container (a duplicate name
+/// makes the apiserver refuse the Deployment).
+pub const RESERVED_ENV: &str = "self.all(e, e.name != 'PORT' && !e.name.startsWith('WINKY_'))";
+/// Why [`RESERVED_ENV`] refused `env`.
+pub const RESERVED_ENV_MESSAGE: &str = "env may not set PORT or WINKY_* variables: the runtime sets them (PORT is the port, WINKY_APP, WINKY_REVISION and the others describe the deployment)";
+/// Why [`RESERVED_ENV`] refused `secrets`.
+pub const RESERVED_SECRETS_MESSAGE: &str = "secrets may not be named PORT or WINKY_*: the runtime sets those variables (PORT is the port, WINKY_APP, WINKY_REVISION and the others describe the deployment)";
 
 fn default_replicas() -> i32 {
     1

@@ -6,6 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)] // used inside x_kube attributes
+use crate::app::{APP_NAME, APP_NAME_MESSAGE, RESERVED_ENV, RESERVED_ENV_MESSAGE, RESERVED_SECRETS_MESSAGE};
 use crate::common::{Condition, EgressRule, EnvVar, SecretEnv};
 
 /// A function of an App, run in a hardened sandbox: by default 512Mi of memory,
@@ -28,12 +30,19 @@ use crate::common::{Condition, EgressRule, EnvVar, SecretEnv};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Emulator", type_ = "string", json_path = ".status.emulator.passed"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Root-level rules may read metadata.name: its children are named
+    // `<name>-fn` (a Service's name is a DNS-1035 label, a CronJob's at most
+    // 52 characters) and the label app.kubernetes.io/name holds it.
+    validation = CelRule::new("size(self.metadata.name) <= 60").message("a Function's name may have at most 60 characters: its Deployment, Service and NetworkPolicy are named <name>-fn, which a Service name limits to 63 characters"),
+    validation = CelRule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("a Function's name must be lowercase letters, digits and '-', start with a letter and end with a letter or digit (no dots): its Service is named <name>-fn, and a Service name is a DNS-1035 label"),
+    validation = CelRule::new("!has(self.spec.trigger.schedule) || size(self.metadata.name) <= 49").message("a scheduled Function's name may have at most 49 characters: its CronJob is named <name>-fn, and Kubernetes allows CronJob names of at most 52 characters")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionSpec {
     /// Name of the App (same namespace) the function belongs to.
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = CelRule::new(APP_NAME).message(APP_NAME_MESSAGE))]
     pub app: String,
     /// Container image of the function.
     #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
@@ -65,14 +74,18 @@ pub struct FunctionSpec {
     /// Network access. None by default.
     #[serde(default)]
     pub network: FunctionNetwork,
-    /// Plain environment variables, unique by name.
+    /// Plain environment variables, unique by name. `PORT` and `WINKY_*` are
+    /// reserved: the runtime sets them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = CelRule::new(RESERVED_ENV).message(RESERVED_ENV_MESSAGE))]
     #[schemars(length(max = 128))]
     pub env: Vec<EnvVar>,
     /// Secret environment variables (references only), unique by name.
+    /// `PORT` and `WINKY_*` are reserved, as in `env`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = CelRule::new(RESERVED_ENV).message(RESERVED_SECRETS_MESSAGE))]
     #[schemars(length(max = 64))]
     pub secrets: Vec<SecretEnv>,
     /// Mount a Kubernetes service-account token. Off unless the function calls the Kubernetes API.

@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)] // used inside x_kube attributes
+use crate::app::{APP_NAME, APP_NAME_MESSAGE};
 use crate::common::Condition;
 
 /// Data-access rules of an App: each `match` path allows operations under CEL
@@ -36,6 +38,7 @@ use crate::common::Condition;
 pub struct RuleSpec {
     /// Name of the App (same namespace) the rules protect.
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = CelRule::new(APP_NAME).message(APP_NAME_MESSAGE))]
     pub app: String,
     /// Path matches and what they allow, unique by path.
     #[x_kube(merge_strategy = ListMerge::Map(vec!["match".into()]))]

@@ -55,6 +55,38 @@ fn invalid_resources_are_rejected_with_a_clear_message() {
         ("policy-unanchored-branch.yaml", "branchPattern must be anchored"),
         ("policy-duplicate-stage.yaml", "Duplicate value"),
         ("gitsource-agent-branch.yaml", "never an agent's winky/ branch"),
+        // Names whose children or labels cannot exist (issue 13): 70
+        // characters, a dot; a Function's <name>-fn past a Service's 63, a
+        // CronJob's 52.
+        (
+            "app-name-too-long.yaml",
+            "an App's name may have at most 63 characters",
+        ),
+        (
+            "app-name-dotted.yaml",
+            "an App's name must be lowercase letters, digits and '-', start with a letter and end with a letter or digit (no dots)",
+        ),
+        (
+            "function-name-too-long.yaml",
+            "a Function's name may have at most 60 characters: its Deployment, Service and NetworkPolicy are named <name>-fn",
+        ),
+        (
+            "function-scheduled-name-too-long.yaml",
+            "a scheduled Function's name may have at most 49 characters: its CronJob is named <name>-fn",
+        ),
+        // What the runtime sets (a duplicate made the Deployment apply fail with a 500).
+        (
+            "app-env-port.yaml",
+            "env may not set PORT or WINKY_* variables: the runtime sets them",
+        ),
+        (
+            "app-secret-winky.yaml",
+            "secrets may not be named PORT or WINKY_*",
+        ),
+        (
+            "function-env-winky.yaml",
+            "env may not set PORT or WINKY_* variables: the runtime sets them",
+        ),
     ];
     let dir = workspace_root().join("e2e/tests/invalid");
     let files = yaml_files(&["e2e/tests/invalid"]);

@@ -6,6 +6,8 @@
 //!                                             │ forgets past failures on success
 //!                                             └ body: dereference → validate → build
 //!                                                     → apply → driver::write_status
+//!                                                       (a child the apiserver refused:
+//!                                                        driver::report_failure, then Err)
 //!                    ─▶ driver::error_policy  (on Err: count by category, back off with jitter)
 //!   results ─▶ driver::drive                  (log and count what is not a reconcile)
 //! ```
@@ -20,17 +22,25 @@ use std::time::Instant;
 use futures::{Stream, StreamExt};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{self, Action};
-use kube::runtime::events::Event;
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::apply::apply_status;
+use crate::conditions::{ConditionSpec, DEGRADED, PROGRESSING, READY};
 use crate::context::ControllerContext;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::metrics::{Metrics, ReconcileResult};
+
+/// Condition reason of a child the apiserver refused to apply.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+/// Condition reason of a child the apiserver refused to delete.
+pub const DELETE_FAILED: &str = "DeleteFailed";
+/// The longest message a condition gets (the apiserver's can be long).
+const FAILURE_MESSAGE_MAX: usize = 2000;
 
 /// The key of an object in backoffs and logs: `namespace/name` (`/name`
 /// when cluster-scoped).
@@ -129,6 +139,105 @@ where
     Ok(())
 }
 
+/// A child that a reconcile could not write, as status and Events tell it:
+/// the step (`ApplyFailed`, `DeleteFailed`) and the apiserver's message. The
+/// message is what the apiserver answered about the operator's own request,
+/// built from the spec and references only: the controllers never put a
+/// secret's value into a child, so none can come back in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildFailure {
+    /// [`APPLY_FAILED`] or [`DELETE_FAILED`]: condition and Event reason.
+    pub reason: &'static str,
+    /// `applying Service b24.dotted: <the apiserver's message>`.
+    pub message: String,
+}
+
+impl ChildFailure {
+    /// The failure `error` is, when it is a child's apply or delete (not a
+    /// status write, which could not report itself anyway).
+    pub fn of(error: &Error) -> Option<Self> {
+        let (reason, verb, kind, name, source) = match error {
+            Error::Apply { kind, name, source } => (APPLY_FAILED, "applying", kind, name, source),
+            Error::Prune { kind, name, source } => (DELETE_FAILED, "deleting", kind, name, source),
+            Error::Finalizer(inner) => {
+                use kube::runtime::finalizer::Error as Finalizer;
+                return match inner.as_ref() {
+                    Finalizer::ApplyFailed(e) | Finalizer::CleanupFailed(e) => Self::of(e),
+                    _ => None,
+                };
+            }
+            _ => return None,
+        };
+        let answer = match source {
+            kube::Error::Api(status) if !status.message.is_empty() => {
+                format!("{} ({})", status.message, status.code)
+            }
+            other => other.to_string(),
+        };
+        let answer = events::truncate(&answer, FAILURE_MESSAGE_MAX);
+        Some(Self {
+            reason,
+            message: format!("{verb} {kind} {name}: {answer}; retrying with backoff"),
+        })
+    }
+
+    /// `Ready=False`, `Progressing=False` and `Degraded=True`, each with the
+    /// reason and message: nothing runs as the spec asks until the apiserver
+    /// accepts the child.
+    pub fn conditions(&self) -> Vec<ConditionSpec> {
+        vec![
+            ConditionSpec::new(READY, false, self.reason, self.message.clone()),
+            ConditionSpec::new(PROGRESSING, false, self.reason, self.message.clone()),
+            ConditionSpec::new(DEGRADED, true, self.reason, self.message.clone()),
+        ]
+    }
+
+    /// The Warning Event of one failed attempt.
+    pub fn event(&self) -> Event {
+        Event {
+            type_: EventType::Warning,
+            reason: self.reason.into(),
+            note: Some(events::truncate(&self.message, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        }
+    }
+}
+
+/// Reports a child the apiserver refused: writes `new` (the status with the
+/// failure's conditions) when it differs from `old`, and publishes the
+/// failure's Warning Event, each attempt (the recorder counts a repeat on
+/// the first one, so `kubectl describe` shows how often it was tried). Then
+/// returns `error` for [`error_policy`], which retries with backoff. A status
+/// write that fails too is logged: the apply error is what is returned.
+pub async fn report_failure<K, S, C>(
+    ctx: &C,
+    object: &K,
+    old: &S,
+    new: &S,
+    failure: &ChildFailure,
+    error: Error,
+) -> Error
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+    C: ControllerContext,
+{
+    if let Err(e) = apply_changed_status(ctx, object, old, new).await {
+        warn!(controller = C::NAME, object = %key(object), error = %e, "writing the status of a failed apply failed");
+    }
+    events::publish(
+        &ctx.core().recorder,
+        &object.object_ref(&()),
+        vec![failure.event()],
+    )
+    .await;
+    error
+}
+
 /// Drives the result stream of the controller `name` (its metrics label) to
 /// its end. Reconcile errors are logged by [`error_policy`]; this logs the
 /// others and counts failed lists and watches.
@@ -172,6 +281,79 @@ mod tests {
         // Cluster-scoped: one key per name all the same.
         let policy = PromotionPolicy::new("default", Default::default());
         assert_eq!(key(&policy), "/default");
+    }
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: message.into(),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn a_refused_child_is_a_failure_with_the_apiservers_message() {
+        let failure = ChildFailure::of(&Error::Apply {
+            kind: "Service".into(),
+            name: "b24.dotted".into(),
+            source: api(
+                422,
+                "Service \"b24.dotted\" is invalid: metadata.name: Invalid value",
+            ),
+        })
+        .unwrap();
+        assert_eq!(failure.reason, APPLY_FAILED);
+        assert_eq!(
+            failure.message,
+            "applying Service b24.dotted: Service \"b24.dotted\" is invalid: metadata.name: Invalid value (422); retrying with backoff"
+        );
+        let conditions: Vec<(&str, bool, &str)> = failure
+            .conditions()
+            .iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                (READY, false, APPLY_FAILED),
+                (PROGRESSING, false, APPLY_FAILED),
+                (DEGRADED, true, APPLY_FAILED)
+            ]
+        );
+        let event = failure.event();
+        assert_eq!(
+            (event.type_, event.reason.as_str()),
+            (EventType::Warning, APPLY_FAILED)
+        );
+
+        let prune = Error::Prune {
+            kind: "CronJob".into(),
+            name: "x-fn".into(),
+            source: api(500, "etcd timed out"),
+        };
+        assert_eq!(ChildFailure::of(&prune).unwrap().reason, DELETE_FAILED);
+        // Inside a finalizer, the same.
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(prune)));
+        assert_eq!(ChildFailure::of(&wrapped).unwrap().reason, DELETE_FAILED);
+        // A status write is not a child.
+        assert!(ChildFailure::of(&Error::Status(api(500, "x"))).is_none());
+        // A very long answer is cut.
+        let long = ChildFailure::of(&Error::Apply {
+            kind: "Deployment".into(),
+            name: "n".into(),
+            source: api(500, &"x".repeat(10_000)),
+        })
+        .unwrap();
+        assert!(
+            long.message.len() < FAILURE_MESSAGE_MAX + 100,
+            "{}",
+            long.message.len()
+        );
+        assert!(
+            long.message.ends_with("…; retrying with backoff"),
+            "{}",
+            long.message
+        );
     }
 
     #[test]

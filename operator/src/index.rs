@@ -11,6 +11,8 @@
 //!            (app-namespace, app) ───▶ { child metadata } children_by_app (an App's
 //!                                                         children, in any namespace)
 //!            repository URL ─────────▶ { GitSource, … }  (ready for the webhook)
+//!            (namespace, rule) ──────▶ { runtime ConfigMap } rules_published_in (the
+//!                                                         Apps whose rules.json lists it)
 //! ```
 //!
 //! An [`Index`] is pure: [`Index::apply`] folds one watch event into it, the
@@ -28,12 +30,15 @@ use std::hash::Hash;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use winky_crds::keys::{APP_LABEL, APP_NAMESPACE_LABEL};
 use winky_crds::{App, Function, GitSource, Promotion, Rule};
+
+use crate::rule::publish::RULES_KEY;
 
 /// An App's identity: its namespace and name. Functions, Rules and
 /// Promotions name their App in `spec.app`, in their own namespace.
@@ -92,44 +97,67 @@ impl OfApp for Promotion {
 /// Where each object is, by key and by reference.
 struct Entries<K: Resource<DynamicType = ()>, Q> {
     by_key: HashMap<Q, HashSet<ObjectRef<K>>>,
-    key_of: HashMap<ObjectRef<K>, Q>,
+    keys_of: HashMap<ObjectRef<K>, Vec<Q>>,
 }
 
 impl<K: Resource<DynamicType = ()>, Q: Clone + Eq + Hash> Entries<K, Q> {
     fn new() -> Self {
         Self {
             by_key: HashMap::new(),
-            key_of: HashMap::new(),
+            keys_of: HashMap::new(),
         }
     }
 
-    /// Files `object` under `key` (or nowhere), leaving the key it had.
-    fn insert(&mut self, object: ObjectRef<K>, key: Option<Q>) {
+    /// Files `object` under `keys` (none: nowhere), leaving the keys it had.
+    fn insert(&mut self, object: ObjectRef<K>, keys: Vec<Q>) {
         self.remove(&object);
-        if let Some(key) = key {
-            self.by_key.entry(key.clone()).or_default().insert(object.clone());
-            self.key_of.insert(object, key);
+        if keys.is_empty() {
+            return;
         }
+        for key in &keys {
+            self.by_key.entry(key.clone()).or_default().insert(object.clone());
+        }
+        self.keys_of.insert(object, keys);
     }
 
     fn remove(&mut self, object: &ObjectRef<K>) {
-        let Some(old) = self.key_of.remove(object) else {
+        let Some(old) = self.keys_of.remove(object) else {
             return;
         };
-        if let Some(objects) = self.by_key.get_mut(&old) {
-            objects.remove(object);
-            // An App with nothing left takes no room.
-            if objects.is_empty() {
-                self.by_key.remove(&old);
+        for key in old {
+            if let Some(objects) = self.by_key.get_mut(&key) {
+                objects.remove(object);
+                // An App with nothing left takes no room.
+                if objects.is_empty() {
+                    self.by_key.remove(&key);
+                }
             }
         }
     }
 }
 
+/// How an [`Index`] reads an object's keys.
+enum KeysOf<K, Q> {
+    /// At most one key (most indexes: the App an object belongs to).
+    One(fn(&K) -> Option<Q>),
+    /// Any number (the Rules a runtime ConfigMap publishes).
+    Many(fn(&K) -> Vec<Q>),
+}
+
+impl<K, Q> KeysOf<K, Q> {
+    fn of(&self, object: &K) -> Vec<Q> {
+        match self {
+            KeysOf::One(key_of) => key_of(object).into_iter().collect(),
+            KeysOf::Many(keys_of) => keys_of(object),
+        }
+    }
+}
+
 /// Objects of kind `K` grouped by a key of type `Q` that `key_of` reads
-/// from each object (an object without a key is not indexed).
+/// from each object (an object without a key is not indexed), or by each of
+/// the keys `keys_of` reads ([`Index::with_keys`]).
 pub struct Index<K: Resource<DynamicType = ()>, Q> {
-    key_of: fn(&K) -> Option<Q>,
+    keys_of: KeysOf<K, Q>,
     live: Entries<K, Q>,
     /// What a list in progress has found, until it ends.
     listing: Option<Entries<K, Q>>,
@@ -139,7 +167,17 @@ impl<K: Resource<DynamicType = ()>, Q: Clone + Eq + Hash> Index<K, Q> {
     /// An empty index keyed by `key_of`.
     pub fn new(key_of: fn(&K) -> Option<Q>) -> Self {
         Self {
-            key_of,
+            keys_of: KeysOf::One(key_of),
+            live: Entries::new(),
+            listing: None,
+        }
+    }
+
+    /// An empty index that files each object under every key `keys_of`
+    /// reads from it.
+    pub fn with_keys(keys_of: fn(&K) -> Vec<Q>) -> Self {
+        Self {
+            keys_of: KeysOf::Many(keys_of),
             live: Entries::new(),
             listing: None,
         }
@@ -150,17 +188,17 @@ impl<K: Resource<DynamicType = ()>, Q: Clone + Eq + Hash> Index<K, Q> {
         match event {
             watcher::Event::Init => self.listing = Some(Entries::new()),
             watcher::Event::InitApply(object) => {
-                let key = (self.key_of)(object);
+                let keys = self.keys_of.of(object);
                 self.listing
                     .get_or_insert_with(Entries::new)
-                    .insert(reference(object), key);
+                    .insert(reference(object), keys);
             }
             watcher::Event::InitDone => {
                 self.live = self.listing.take().unwrap_or_else(Entries::new);
             }
             watcher::Event::Apply(object) => {
-                let key = (self.key_of)(object);
-                self.live.insert(reference(object), key);
+                let keys = self.keys_of.of(object);
+                self.live.insert(reference(object), keys);
             }
             watcher::Event::Delete(object) => self.live.remove(&reference(object)),
         }
@@ -189,7 +227,7 @@ impl<K: Resource<DynamicType = ()>, Q> fmt::Debug for Index<K, Q> {
         f.debug_struct("Index")
             .field("kind", &K::kind(&()))
             .field("keys", &self.live.by_key.len())
-            .field("objects", &self.live.key_of.len())
+            .field("objects", &self.live.keys_of.len())
             .field("listing", &self.listing.is_some())
             .finish()
     }
@@ -230,6 +268,11 @@ where
     /// An empty index keyed by `key_of`.
     pub fn new(key_of: fn(&K) -> Option<Q>) -> Self {
         Self(Arc::new(RwLock::new(Index::new(key_of))))
+    }
+
+    /// An empty index that files each object under every key `keys_of` reads.
+    pub fn with_keys(keys_of: fn(&K) -> Vec<Q>) -> Self {
+        Self(Arc::new(RwLock::new(Index::with_keys(keys_of))))
     }
 
     /// The objects filed under `key`, by namespace and name.
@@ -298,6 +341,45 @@ where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     SharedIndex::new(child_app_key::<PartialObjectMeta<K>>)
+}
+
+/// The App runtime ConfigMaps by each Rule their `rules.json` publishes:
+/// where a Rule is published, whichever App it names now. A Rule that moved
+/// to another App is found in its old App's ConfigMap and unpublished there.
+pub type PublishedRules = SharedIndex<ConfigMap, ObjectRef<Rule>>;
+
+/// An index of runtime ConfigMaps by the Rules they publish ([`published_rules`]).
+pub fn rules_published_in() -> PublishedRules {
+    SharedIndex::with_keys(published_rules)
+}
+
+/// The Rules (of the ConfigMap's namespace) that the `rules.json` of a
+/// runtime ConfigMap lists by name; none when it has no such key or it is not
+/// the operator's document.
+pub fn published_rules(config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        rules: Vec<Published>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Published {
+        name: String,
+    }
+    let (Some(namespace), Some(document)) = (
+        config_map.meta().namespace.as_deref(),
+        config_map.data.as_ref().and_then(|d| d.get(RULES_KEY)),
+    ) else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Document>(document).map_or_else(
+        |_| Vec::new(),
+        |d| {
+            d.rules
+                .into_iter()
+                .map(|r| ObjectRef::new(&r.name).within(namespace))
+                .collect()
+        },
+    )
 }
 
 /// Apps by the name of the PromotionPolicy they follow.
@@ -508,6 +590,48 @@ mod tests {
         app.spec.policy = None;
         by_policy.apply(&Event::Apply(app));
         assert!(by_policy.get(&"default".to_string()).is_empty());
+    }
+
+    #[test]
+    fn a_config_map_is_found_by_each_rule_it_publishes_and_leaves_those_it_drops() {
+        let config_map = |name: &str, rules: &[&str]| -> ConfigMap {
+            let listed: Vec<serde_json::Value> = rules
+                .iter()
+                .map(|r| serde_json::json!({"name": r, "hash": "h", "rules": []}))
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "n"},
+                "data": {"rules.json": serde_json::json!({"rules": listed}).to_string()},
+            }))
+            .unwrap()
+        };
+        let rule = |name: &str| ObjectRef::<Rule>::new(name).within("n");
+        let found = |index: &Index<ConfigMap, ObjectRef<Rule>>, name: &str| -> Vec<String> {
+            index.get(&rule(name)).into_iter().map(|r| r.name).collect()
+        };
+        let mut index = Index::with_keys(published_rules);
+        index.apply(&Event::Apply(config_map("notes-runtime", &["owners", "movable"])));
+        index.apply(&Event::Apply(config_map("shop-runtime", &["orders"])));
+        assert_eq!(found(&index, "movable"), ["notes-runtime"]);
+        assert_eq!(found(&index, "owners"), ["notes-runtime"]);
+        // movable moved to shop: published there, then unpublished from notes.
+        index.apply(&Event::Apply(config_map("shop-runtime", &["movable", "orders"])));
+        assert_eq!(found(&index, "movable"), ["notes-runtime", "shop-runtime"]);
+        index.apply(&Event::Apply(config_map("notes-runtime", &["owners"])));
+        assert_eq!(found(&index, "movable"), ["shop-runtime"]);
+        assert_eq!(found(&index, "owners"), ["notes-runtime"]);
+        // Another namespace's Rule of the same name is another Rule.
+        assert!(index.get(&ObjectRef::new("movable").within("m")).is_empty());
+        // Without rules.json, or with a document that is not the operator's: nothing.
+        let mut bare = config_map("chat-runtime", &[]);
+        bare.data = Some([("rules.json".to_string(), "not json".to_string())].into());
+        assert!(published_rules(&bare).is_empty());
+        bare.data = None;
+        assert!(published_rules(&bare).is_empty());
+        index.apply(&Event::Delete(config_map("shop-runtime", &[])));
+        assert!(found(&index, "movable").is_empty());
+        assert!(found(&index, "orders").is_empty());
     }
 
     #[tokio::test]

@@ -228,18 +228,24 @@ async fn apply_app(app: &App, ctx: &AppContext) -> Result<(ReconcileResult, Acti
     let keeps = |kind: &str, namespace: &str, name: &str, stage: Option<&str>| {
         keep.keeps(kind, namespace, name, stage)
     };
-    let deleted = ctx.children.prune(&ctx.core.client, &key, &keeps).await?;
-    if deleted > 0 {
-        info!(deleted, "deleted the children no stage runs any more");
-    }
-    ensure_namespaces(app, &key, &stages, ctx).await?;
-    let deployments = futures::future::try_join_all(built.into_iter().map(|children| async {
-        Ok::<_, Error>(match children {
-            Some(children) => Some(apply_children(ctx, children).await?),
-            None => None,
-        })
-    }))
-    .await?;
+    let written = async {
+        let deleted = ctx.children.prune(&ctx.core.client, &key, &keeps).await?;
+        if deleted > 0 {
+            info!(deleted, "deleted the children no stage runs any more");
+        }
+        ensure_namespaces(app, &key, &stages, ctx).await?;
+        futures::future::try_join_all(built.into_iter().map(|children| async {
+            Ok::<_, Error>(match children {
+                Some(children) => Some(apply_children(ctx, children).await?),
+                None => None,
+            })
+        }))
+        .await
+    };
+    let deployments = match written.await {
+        Ok(deployments) => deployments,
+        Err(error) => return Err(failed(app, error, now, ctx).await),
+    };
 
     let outcomes: Vec<StageOutcome<'_>> = stages
         .iter()
@@ -281,6 +287,20 @@ async fn invalid_app(
     info!(reason = invalid.reason(), "spec cannot be satisfied");
     write_status(app, &Outcome::Invalid(invalid), &[], now, ctx).await?;
     Ok((ReconcileResult::Invalid, Action::await_change()))
+}
+
+/// Reports a child the apiserver refused (in status and a Warning Event)
+/// and returns `error`, so that the reconcile is retried with backoff. What
+/// runs stays as it is; an error that is not a child's is only returned.
+async fn failed(app: &App, error: Error, now: Timestamp, ctx: &AppContext) -> Error {
+    let Some(failure) = driver::ChildFailure::of(&error) else {
+        return error;
+    };
+    let mut old = app.status.clone().unwrap_or_default();
+    // status.emulator belongs to the emulator's field manager: never sent here.
+    old.emulator = None;
+    let new = status::desired_status(app, &Outcome::Failed(&failure), now);
+    driver::report_failure(ctx, app, &old, &new, &failure, error).await
 }
 
 /// Before the App goes: deletes its children outside its namespace (those

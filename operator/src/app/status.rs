@@ -23,6 +23,7 @@ use winky_crds::keys::{GIT_COMMIT_ANNOTATION, PULL_REQUEST_ANNOTATION};
 use super::stages::{Run, Stage};
 use super::validate::{Invalid, Plan};
 use crate::conditions::{self, ConditionSpec, DEGRADED, PROGRESSING, READY};
+use crate::driver::ChildFailure;
 use crate::rollout::{Rollout, rollout, rollout_conditions};
 
 /// One stage after the apply.
@@ -41,6 +42,8 @@ pub enum Outcome<'a> {
     Invalid(&'a Invalid),
     /// Every stage, in order, after its children were applied.
     Applied(&'a [StageOutcome<'a>]),
+    /// The apiserver refused a child: retried with backoff.
+    Failed(&'a ChildFailure),
 }
 
 /// The conditions the outcome calls for; `staged` when the App follows a
@@ -48,6 +51,7 @@ pub enum Outcome<'a> {
 pub fn condition_specs(outcome: &Outcome<'_>, staged: bool) -> Vec<ConditionSpec> {
     match outcome {
         Outcome::Invalid(invalid) => conditions::unsatisfiable(invalid.reason(), invalid.message()),
+        Outcome::Failed(failure) => failure.conditions(),
         Outcome::Applied(stages) if !staged => match stages.iter().find_map(|s| s.deployment) {
             Some(deployment) => {
                 let desired = replicas(deployment).1;

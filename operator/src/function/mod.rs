@@ -127,7 +127,11 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
             let revision = crate::revision::of(app);
             let children = build::children(function, app, &revision);
             let reference = children.workload.reference();
-            match apply_children(ctx, function, &namespace, children).await? {
+            let applied = match apply_children(ctx, function, &namespace, children).await {
+                Ok(applied) => applied,
+                Err(error) => return Err(failed(function, error, now, ctx).await),
+            };
+            match applied {
                 Applied::Deployment(deployment) => {
                     write_status(
                         function,
@@ -194,6 +198,19 @@ async fn apply_children(
         }
     };
     Ok(applied)
+}
+
+/// Reports a child the apiserver refused (in status and a Warning Event)
+/// and returns `error`, so that the reconcile is retried with backoff.
+async fn failed(function: &Function, error: Error, now: Timestamp, ctx: &FunctionContext) -> Error {
+    let Some(failure) = driver::ChildFailure::of(&error) else {
+        return error;
+    };
+    let mut old = function.status.clone().unwrap_or_default();
+    // status.emulator belongs to the emulator's field manager: never sent here.
+    old.emulator = None;
+    let new = status::desired_status(function, &Outcome::Failed(&failure), None, now);
+    driver::report_failure(ctx, function, &old, &new, &failure, error).await
 }
 
 async fn write_status(

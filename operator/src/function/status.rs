@@ -6,6 +6,7 @@ use winky_crds::Function;
 use winky_crds::function::{FunctionStatus, WorkloadRef};
 
 use crate::conditions::{self, ConditionSpec, DEGRADED, PROGRESSING, READY};
+use crate::driver::ChildFailure;
 use crate::rollout::{rollout, rollout_conditions};
 
 /// Why a Function cannot run. Each variant is a condition reason.
@@ -49,11 +50,14 @@ pub enum Outcome<'a> {
     Scheduled {
         cron: &'a str,
     },
+    /// The apiserver refused a child: retried with backoff.
+    Failed(&'a ChildFailure),
 }
 
 pub fn condition_specs(outcome: &Outcome<'_>) -> Vec<ConditionSpec> {
     match outcome {
         Outcome::Invalid(invalid) => conditions::unsatisfiable(invalid.reason(), invalid.message()),
+        Outcome::Failed(failure) => failure.conditions(),
         Outcome::Scheduled { cron, .. } => {
             let message = format!("runs on the schedule {cron:?}, one run at a time");
             vec![

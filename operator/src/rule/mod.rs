@@ -10,6 +10,17 @@
 //! (each sibling's verdict remembered per generation) and applied only when
 //! it differs from the cached ConfigMap; a finalizer republishes without a
 //! Rule that is being deleted.
+//!
+//! A Rule that moves to another App (`spec.app` changed) is unpublished from
+//! the App it left in the same reconcile: the runtime ConfigMaps are indexed
+//! by the Rules their `rules.json` lists ([`crate::index::rules_published_in`]),
+//! so the old App is found from what it publishes, not from memory — after a
+//! restart too — and a ConfigMap's change reconciles the Rules it lists as
+//! well as its App's.
+//!
+//! A ConfigMap the apiserver refuses to apply is reported in the Rule's
+//! status (`Ready=False`, `ApplyFailed`) and a Warning Event, and retried
+//! with backoff ([`driver::report_failure`]).
 
 pub mod publish;
 mod wiring;
@@ -22,17 +33,19 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
-use tracing::{debug, instrument};
+use tracing::{debug, info, instrument};
 use winky_crds::Rule;
+use winky_crds::keys::APP_LABEL;
 
 pub use self::wiring::controller;
 use crate::context::{ControllerContext, Core};
 use crate::driver;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::index::{AppKey, ByApp};
+use crate::index::{AppKey, ByApp, PublishedRules, published_rules};
 use crate::listed::Listed;
 use crate::metrics::ReconcileResult;
+use crate::naming::runtime_config_map;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "rule";
@@ -52,6 +65,9 @@ pub struct RuleContext {
     /// The runtime ConfigMaps the operator manages, whole: what `rules.json`
     /// holds decides whether it needs applying.
     pub config_maps: Store<ConfigMap>,
+    /// The runtime ConfigMaps by the Rules their `rules.json` lists: where a
+    /// Rule is published, whichever App it names now.
+    pub published_in: PublishedRules,
     /// Resolves once the ConfigMap cache has listed.
     pub listed: Listed,
     /// Whether each Rule may be published, so siblings are not re-evaluated.
@@ -129,7 +145,10 @@ async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     ctx.verdicts.record(rule, &evaluation);
     // A cache that has not listed yet would report every ConfigMap missing.
     ctx.listed.wait().await;
-    let published = publish_siblings(rule, ctx, None).await?;
+    let published = match publish(rule, ctx, false).await {
+        Ok(published) => published,
+        Err(error) => return Err(failed(rule, Some(&evaluation), error, ctx).await),
+    };
     let old = rule.status.clone().unwrap_or_default();
     let new = publish::desired_status(rule, &evaluation, published, Timestamp::now());
     driver::write_status(ctx, rule, &old, &new, |old, new| {
@@ -141,7 +160,9 @@ async fn apply(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
 
 async fn cleanup(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     ctx.listed.wait().await;
-    publish_siblings(rule, ctx, Some(rule)).await?;
+    if let Err(error) = publish(rule, ctx, true).await {
+        return Err(failed(rule, None, error, ctx).await);
+    }
     ctx.verdicts.forget(rule);
     // Deletions are rare: a good moment to drop verdicts of Rules gone otherwise.
     let live: std::collections::HashSet<String> = ctx.rules.state().iter().filter_map(|r| r.uid()).collect();
@@ -149,56 +170,113 @@ async fn cleanup(rule: &Rule, ctx: &RuleContext) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Publishes the Rules of `rule`'s App (without `leaving`) when the App's
-/// runtime ConfigMap exists; returns whether it exists.
+/// Reports a ConfigMap the apiserver refused (in the Rule's status and a
+/// Warning Event) and returns `error`, so that the reconcile is retried with
+/// backoff.
+async fn failed(
+    rule: &Rule,
+    evaluation: Option<&publish::Evaluation>,
+    error: Error,
+    ctx: &RuleContext,
+) -> Error {
+    let Some(failure) = driver::ChildFailure::of(&error) else {
+        return error;
+    };
+    let old = rule.status.clone().unwrap_or_default();
+    let new = publish::failed_status(rule, evaluation, &failure, Timestamp::now());
+    driver::report_failure(ctx, rule, &old, &new, &failure, error).await
+}
+
+/// Publishes the Rules of `rule`'s App — with `rule` as it is now, or
+/// without it when it is `leaving` — and republishes, without `rule`, every
+/// other App whose `rules.json` still lists it: the App it was moved away
+/// from. Returns whether `rule`'s App has its runtime ConfigMap.
+async fn publish(rule: &Rule, ctx: &RuleContext, leaving: bool) -> Result<bool> {
+    let published = publish_app(rule, ctx, &rule.spec.app, leaving).await?;
+    for app in apps_publishing(rule, ctx) {
+        if app != rule.spec.app {
+            info!(left = %app, "unpublishing the Rule from the App it no longer names");
+            publish_app(rule, ctx, &app, true).await?;
+        }
+    }
+    Ok(published)
+}
+
+/// Publishes the Rules of the App `app` (in `rule`'s namespace) when the
+/// App's runtime ConfigMap exists; `rule` is among them when it names `app`
+/// and is not `leaving`. Returns whether the ConfigMap exists.
 ///
 /// A Rule being reconciled skips the apply when the cached ConfigMap holds
 /// the document already: if the cache is behind, the ConfigMap's next event
 /// reconciles the Rule again. A Rule that is leaving always applies: once its
-/// finalizer is gone, nothing would look again.
-async fn publish_siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Result<bool> {
+/// finalizer is gone, or it names another App, nothing would look again.
+async fn publish_app(rule: &Rule, ctx: &RuleContext, app: &str, leaving: bool) -> Result<bool> {
     let namespace = rule.namespace().unwrap_or_default();
-    let Some(cached) = ctx
-        .config_maps
-        .get(&publish::config_map_ref(&namespace, &rule.spec.app))
-    else {
+    let Some(cached) = ctx.config_maps.get(&publish::config_map_ref(&namespace, app)) else {
         return Ok(false);
     };
-    let document = publish::document(&siblings(rule, ctx, leaving), &ctx.verdicts);
-    if leaving.is_some() || publish::needs_publishing(&cached, &document) {
-        publish::apply_rules(&ctx.core.client, &namespace, &rule.spec.app, document).await?;
+    let document = publish::document(&members(rule, ctx, app, leaving), &ctx.verdicts);
+    if leaving || publish::needs_publishing(&cached, &document) {
+        publish::apply_rules(&ctx.core.client, &namespace, app, document).await?;
     }
     Ok(true)
 }
 
-/// The Rules of the same App, `rule` itself as it is now, without `leaving`.
-fn siblings(rule: &Rule, ctx: &RuleContext, leaving: Option<&Rule>) -> Vec<Arc<Rule>> {
+/// The Rules of the App `app` in `rule`'s namespace, as the cache holds
+/// them, with `rule` as it is now in place of the cached one: among them
+/// when it names `app` and is not `leaving`, else not.
+fn members(rule: &Rule, ctx: &RuleContext, app: &str, leaving: bool) -> Vec<Arc<Rule>> {
     let namespace = rule.namespace().unwrap_or_default();
-    let key = AppKey::new(namespace, &rule.spec.app);
+    let key = AppKey::new(namespace, app);
     let mut rules: Vec<Arc<Rule>> = ctx
         .rules_by_app
         .get(&key)
         .iter()
         .filter_map(|r| ctx.rules.get(r))
         // The index follows the store a step behind: what the store holds decides.
-        .filter(|r| r.spec.app == rule.spec.app)
+        .filter(|r| r.spec.app == app)
         .filter(|r| r.name_any() != rule.name_any())
         .filter(|r| r.metadata.deletion_timestamp.is_none())
         .collect();
-    if leaving.is_none() {
+    if !leaving && rule.spec.app == app {
         rules.push(Arc::new(rule.clone()));
     }
     rules.sort_by_key(|r| r.name_any());
     rules
 }
 
-/// The Rules to reconcile when the runtime ConfigMap of an App changes.
+/// The Apps whose cached runtime ConfigMap lists `rule` in its `rules.json`.
+fn apps_publishing(rule: &Rule, ctx: &RuleContext) -> Vec<String> {
+    let namespace = rule.namespace().unwrap_or_default();
+    let mut apps: Vec<String> = ctx
+        .published_in
+        .get(&ObjectRef::new(&rule.name_any()).within(&namespace))
+        .iter()
+        .filter_map(|r| ctx.config_maps.get(r))
+        .filter_map(|cm| {
+            let app = cm.labels().get(APP_LABEL)?;
+            // Only an App's own runtime ConfigMap in its namespace is published to.
+            (cm.name_any() == runtime_config_map(app)).then(|| app.clone())
+        })
+        .collect();
+    apps.sort_unstable();
+    apps.dedup();
+    apps
+}
+
+/// The Rules to reconcile when the runtime ConfigMap of an App changes: the
+/// App's, and those its `rules.json` lists (one that moved to another App is
+/// reconciled, and unpublishes itself here).
 pub fn rules_of_config_map(rules_by_app: &ByApp<Rule>, config_map: &ConfigMap) -> Vec<ObjectRef<Rule>> {
-    let (Some(app), Some(namespace)) = (
-        config_map.labels().get(winky_crds::keys::APP_LABEL),
-        config_map.namespace(),
-    ) else {
+    let (Some(app), Some(namespace)) = (config_map.labels().get(APP_LABEL), config_map.namespace()) else {
         return Vec::new();
     };
-    rules_by_app.get(&AppKey::new(namespace, app))
+    let mut rules = rules_by_app.get(&AppKey::new(namespace, app));
+    let known: std::collections::HashSet<ObjectRef<Rule>> = rules.iter().cloned().collect();
+    rules.extend(
+        published_rules(config_map)
+            .into_iter()
+            .filter(|r| !known.contains(r)),
+    );
+    rules
 }

@@ -17,7 +17,8 @@ use winky_policies::CompileError;
 use winky_policies::rules::RuleSet;
 
 use super::RULES_MANAGER;
-use crate::conditions::{self, ConditionSpec, DEGRADED, READY};
+use crate::conditions::{self, ConditionSpec, DEGRADED, PROGRESSING, READY};
+use crate::driver::ChildFailure;
 use crate::error::{Error, Result};
 use crate::naming::runtime_config_map;
 
@@ -238,6 +239,36 @@ pub fn desired_status(rule: &Rule, evaluation: &Evaluation, published: bool, now
     }
 }
 
+/// The status while the apiserver refuses the ConfigMap the Rule is
+/// published into (or unpublished from): `Ready=False` and `Degraded=True`
+/// with the failure; the tests' results of `evaluation` when there is one,
+/// else as they were; `compiledHash` as it was, as nothing new was published.
+pub fn failed_status(
+    rule: &Rule,
+    evaluation: Option<&Evaluation>,
+    failure: &ChildFailure,
+    now: Timestamp,
+) -> RuleStatus {
+    let old = rule.status.clone().unwrap_or_default();
+    let generation = rule.metadata.generation;
+    // A Rule has no Progressing condition.
+    let specs: Vec<ConditionSpec> = failure
+        .conditions()
+        .into_iter()
+        .filter(|c| c.type_ != PROGRESSING)
+        .collect();
+    RuleStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &specs, generation, now),
+        tests: match evaluation {
+            Some(Evaluation::Compiled(summary)) => Some(summary.clone()),
+            Some(Evaluation::Invalid(_)) => None,
+            None => old.tests.clone(),
+        },
+        compiled_hash: old.compiled_hash,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +365,38 @@ mod tests {
         let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
         assert_eq!(degraded.message, "1 of 2 tests failed: anonymous does not");
         assert_eq!(status.tests.unwrap().failed, 1);
+    }
+
+    #[test]
+    fn a_refused_config_map_is_in_status_and_keeps_what_was_published() {
+        let mut r = rule(GOOD);
+        let evaluation = evaluate(&r);
+        r.status = Some(desired_status(&r, &evaluation, true, Timestamp::UNIX_EPOCH));
+        let failure = ChildFailure {
+            reason: crate::driver::APPLY_FAILED,
+            message: "applying ConfigMap notes-runtime: denied (422); retrying with backoff".into(),
+        };
+        let status = failed_status(&r, Some(&evaluation), &failure, Timestamp::UNIX_EPOCH);
+        let ready = conditions::find(&status.conditions, READY).unwrap();
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("False", "ApplyFailed", failure.message.as_str())
+        );
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "ApplyFailed")
+        );
+        assert!(conditions::find(&status.conditions, PROGRESSING).is_none());
+        assert_eq!(status.compiled_hash.as_deref(), Some(hash(&r).as_str()));
+        assert_eq!(status.tests.as_ref().unwrap().passed, 2);
+        // Without an evaluation (a Rule being deleted), the tests stay as they were.
+        let status = failed_status(&r, None, &failure, Timestamp::UNIX_EPOCH);
+        assert_eq!(status.tests.unwrap().passed, 2);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   Rule (shared watch) ──────────────────────────▶ reconcile the Rule
-//!   runtime ConfigMap (its own watch, whole) ─────▶ the Rules of its App (index)
+//!   runtime ConfigMap (its own watch, whole) ─────▶ the Rules of its App (index),
+//!                                                   and the Rules its rules.json lists
 //! ```
 
 use std::sync::Arc;
@@ -10,18 +11,20 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{CONTROLLER, RuleContext, reconcile, rules_of_config_map};
 use crate::context::Core;
 use crate::driver;
+use crate::index::rules_published_in;
 use crate::listed::{Listed, cache};
 use crate::metrics::Metrics;
 use crate::naming::{OwnerKind, managed_selector};
 use crate::run::Options;
 use crate::shared::Watches;
-use crate::triggers::applied_objects;
-use crate::watch::{reflected, scoped};
+use crate::triggers::{applied_objects, listed_objects};
+use crate::watch::scoped;
 
 /// The Rule controller, subscribed to the shared `watches` now and running
 /// when the returned future is polled, until `stop` resolves.
@@ -42,9 +45,20 @@ pub fn controller(
     // Nor a `SharedWatch` (which does forward deletions): the App
     // controller's is a metadata-only trigger with no cache, and feeding it
     // whole ConfigMaps through this one would change what wakes it and when.
-    let (config_maps, config_map_changes) = reflected(
-        scoped::<ConfigMap>(client, ns),
-        watcher::Config::default().labels(&managed_selector(OwnerKind::App)),
+    // Indexed by the Rules each one's rules.json lists (before the trigger
+    // below and the reconciles read it), so that a Rule finds the App it was
+    // moved away from.
+    let (config_maps, writer) = reflector::store();
+    let published_in = rules_published_in();
+    let config_map_changes = listed_objects(
+        published_in.maintain(
+            watcher(
+                scoped::<ConfigMap>(client, ns),
+                watcher::Config::default().labels(&managed_selector(OwnerKind::App)),
+            )
+            .default_backoff()
+            .reflect(writer),
+        ),
     );
     let rules_by_app = caches.rules_by_app.clone();
     let controller = Controller::for_stream(rules, caches.rules.store.clone())
@@ -58,6 +72,7 @@ pub fn controller(
         rules: caches.rules.store,
         rules_by_app: caches.rules_by_app,
         listed: Listed::of([cache(&config_maps)]),
+        published_in,
         config_maps,
         verdicts: Default::default(),
     });
