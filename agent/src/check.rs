@@ -89,7 +89,7 @@ pub fn rule_tests(generated: &Generated) -> Check {
     }
 }
 
-const DRY_RUN_MANAGER: &str = "winky-agent-dry-run";
+pub(crate) const DRY_RUN_MANAGER: &str = "winky-agent-dry-run";
 
 /// Server-side dry run of every object. A namespace that does not exist yet
 /// cannot hold a dry-run object, so namespaced objects are then checked in
@@ -125,7 +125,13 @@ pub async fn server_dry_run(client: &Client, generated: &Generated) -> Vec<Check
     checks
 }
 
-async fn dry_run<K>(client: &Client, namespace: &str, object: &K, params: &PatchParams, note: &str) -> Check
+pub(crate) async fn dry_run<K>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+    params: &PatchParams,
+    note: &str,
+) -> Check
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone

@@ -42,6 +42,10 @@ const MAX_OUTPUT: usize = 1 << 20;
 /// before the run is an engine failure rather than a slow reap.
 const KILL_GRACE: Duration = Duration::from_secs(30);
 
+/// Why a container check failed without an engine, and how to get one.
+pub const NO_ENGINE: &str = "no container engine: `make up` starts one (found without flags), or \
+    `hack/podman.sh start DIR` (pass the socket it prints with --engine or WINKY_ENGINE)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
@@ -52,15 +56,17 @@ pub enum EngineError {
     /// The engine answered, but not what was asked for.
     #[error("the container engine answered {0}")]
     Answer(String),
-    #[error("the container engine failed to {action}: {source}")]
+    // `error`, not `source`: the text is in the message once, not again as
+    // the cause.
+    #[error("the container engine failed to {action}: {error}")]
     Api {
         action: &'static str,
-        source: bollard::errors::Error,
+        error: bollard::errors::Error,
     },
 }
 
 fn api(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> EngineError {
-    move |source| EngineError::Api { action, source }
+    move |error| EngineError::Api { action, error }
 }
 
 /// A connection to the engine.

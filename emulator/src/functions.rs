@@ -131,11 +131,7 @@ async fn check(engine: Option<&Engine>, function: &Function, test: &FunctionTest
         test.name
     );
     let Some(engine) = engine else {
-        return failed(
-            name,
-            started,
-            "no container engine: start one with `hack/podman.sh start DIR` and pass --engine".into(),
-        );
+        return failed(name, started, crate::engine::NO_ENGINE.into());
     };
     let image = &function.spec.image;
     match engine.has_image(image).await {

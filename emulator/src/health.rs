@@ -22,11 +22,7 @@ pub async fn check(engine: Option<&Engine>, app: &App, revision: &str) -> Check 
         app.metadata.name.as_deref().unwrap_or_default()
     );
     let (passed, message, logs) = match engine {
-        None => (
-            false,
-            "no container engine: start one with `hack/podman.sh start DIR` and pass --engine".into(),
-            String::new(),
-        ),
+        None => (false, crate::engine::NO_ENGINE.into(), String::new()),
         Some(engine) => match probe(engine, app, revision).await {
             Ok((message, logs)) => (true, message, logs),
             Err((message, logs)) => (false, message, logs),
@@ -42,8 +38,10 @@ async fn probe(engine: &Engine, app: &App, revision: &str) -> Result<(String, St
         Ok(true) => {}
         Ok(false) => {
             return Err(fail(format!(
-                "image {} is not in the container engine: build it and load it (`hack/images.sh SOCKET` for the examples)",
-                spec.image
+                "image {image} is not in the container engine: build it and load it \
+                 (`hack/images.sh SOCKET` for the examples, or `winky image import {image} PROGRAM` \
+                 for a static program)",
+                image = spec.image
             )));
         }
         Err(e) => return Err(fail(e.to_string())),

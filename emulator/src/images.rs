@@ -20,10 +20,12 @@ const APPLETS: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("reading {path}: {source}{hint}")]
+    // `error`, not `source`: the text is in the message once, not again as
+    // the cause.
+    #[error("reading {path}: {error}{hint}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
         hint: &'static str,
     },
     #[error("building the image archive: {0}")]
@@ -64,9 +66,9 @@ fn dir(builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32) -> std::io::R
 }
 
 fn read(path: &Path, hint: &'static str) -> Result<Vec<u8>, ImageError> {
-    std::fs::read(path).map_err(|source| ImageError::Read {
+    std::fs::read(path).map_err(|error| ImageError::Read {
         path: path.display().to_string(),
-        source,
+        error,
         hint,
     })
 }

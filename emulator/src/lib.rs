@@ -3,6 +3,7 @@
 //! sandbox, and the App's health probe — summed up in an [`EmulatorReport`].
 //!
 //! ```text
+//! Manifests ──▶ validate (CRD schemas + CEL rules, offline) ──▶ Target
 //! Bundle (App + Functions + Rules) ──▶ rules::checks     (winky-policies, in process)
 //!                                  ──▶ functions::checks (engine: one container per case)
 //!                                  ──▶ health::check     (engine: the App, probed from its netns)
@@ -17,10 +18,11 @@ pub mod images;
 pub mod quantity;
 pub mod report;
 pub mod rules;
+pub mod validate;
 
 use std::time::Instant;
 
-pub use bundle::{Bundle, revision};
+pub use bundle::{Bundle, BundleError, Manifests, Target, revision};
 pub use engine::Engine;
 pub use report::{Check, CheckKind, EmulatorReport};
 
@@ -39,4 +41,29 @@ pub async fn run(bundle: &Bundle, engine: Option<&Engine>) -> EmulatorReport {
         checks,
         started.elapsed().as_millis() as u64,
     )
+}
+
+/// What `winky emulate` runs: the manifests' validation checks, then every
+/// check of `target` — an App's, or, without an App, its Rules' tests and
+/// Functions' cases. Without an App the report has no revision.
+pub async fn emulate(manifests: &Manifests, target: &Target, engine: Option<&Engine>) -> EmulatorReport {
+    let started = Instant::now();
+    let mut checks = manifests.checks.clone();
+    let (name, revision) = match target {
+        Target::App(bundle) => {
+            let report = run(bundle, engine).await;
+            checks.extend(report.checks);
+            (report.app, report.revision)
+        }
+        Target::WithoutApp {
+            app,
+            functions,
+            rules,
+        } => {
+            checks.extend(rules::checks(rules));
+            checks.extend(functions::checks(engine, functions).await);
+            (app.clone(), String::new())
+        }
+    };
+    EmulatorReport::new(&name, &revision, checks, started.elapsed().as_millis() as u64)
 }

@@ -23,6 +23,11 @@ pub enum CheckKind {
     Function,
     /// The App's container starts and answers its health probe.
     AppHealth,
+    /// A manifest parses and its object holds to the CRD's schema and CEL
+    /// rules, checked offline as the apiserver would.
+    Validation,
+    /// The apiserver accepts the object in a server-side dry run.
+    DryRun,
 }
 
 impl CheckKind {
@@ -31,6 +36,8 @@ impl CheckKind {
             Self::RuleTest => "rule-test",
             Self::Function => "function",
             Self::AppHealth => "app-health",
+            Self::Validation => "validation",
+            Self::DryRun => "dry-run",
         }
     }
 }
@@ -94,6 +101,12 @@ impl EmulatorReport {
         }
     }
 
+    /// Adds checks; the report passes only if they pass too.
+    pub fn extend(&mut self, checks: impl IntoIterator<Item = Check>) {
+        self.checks.extend(checks);
+        self.passed = self.checks.iter().all(|c| c.passed);
+    }
+
     /// Counts for an App's status.
     pub fn summary(&self) -> EmulatorSummary {
         let mut by_kind: BTreeMap<String, i32> = BTreeMap::new();
@@ -124,18 +137,25 @@ impl fmt::Display for EmulatorReport {
                 check.name
             )?;
             if !check.passed {
-                writeln!(f, "{:27}{}", "", check.message)?;
+                for line in check.message.lines() {
+                    writeln!(f, "{:27}{line}", "")?;
+                }
                 for line in check.logs.lines().take(10) {
                     writeln!(f, "{:27}| {line}", "")?;
                 }
             }
         }
         let failed = self.checks.iter().filter(|c| !c.passed).count();
+        let what = if self.app.is_empty() {
+            "no App in the manifests".to_string()
+        } else if self.revision.is_empty() {
+            format!("app {} (no App in the manifests)", self.app)
+        } else {
+            format!("app {} revision {}", self.app, self.revision)
+        };
         write!(
             f,
-            "app {} revision {}: {} checks, {failed} failed, {} ms",
-            self.app,
-            self.revision,
+            "{what}: {} checks, {failed} failed, {} ms",
             self.checks.len(),
             self.duration_ms
         )
