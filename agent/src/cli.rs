@@ -1,4 +1,5 @@
-//! The command line: `winky propose`, `winky branch-name`, `winky redact`.
+//! The command line: `winky propose`, `winky branch-name`, `winky redact`,
+//! `winky emulate`, `winky image`, `winky status`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use crate::planner::openai::{OpenAiConfig, OpenAiPlanner};
 use crate::propose::{self, ProposeOptions};
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
+use crate::status;
 
 /// Winky's agent CLI: from a plain-English prompt to a checked, draft pull request
 /// on a `winky/<type>-<words>-<id>` branch. It never pushes anywhere else, never
@@ -50,19 +52,44 @@ pub enum Command {
     Propose(Box<ProposeArgs>),
     /// Print the branch `winky propose` would use for a prompt.
     BranchName(BranchNameArgs),
-    /// Run the emulator checks of an App: every Rule test, every Function test case in a
-    /// container sandbox, and the App's health probe.
+    /// Run the emulator checks of an App: every object validated against the CRDs, every
+    /// Rule test, every Function test case in a container sandbox, and the App's health probe.
     ///
-    /// The manifests come from -f (a file or a directory, read recursively). Function and
-    /// App images must be in the container engine (see `winky image import`). The exit code
-    /// is 1 when a check fails.
+    /// The manifests come from -f (a file or a directory, read recursively). Every Winky
+    /// object is first validated offline against the CRDs' schemas and CEL rules, as the
+    /// apiserver would; an invalid object, or a document that does not parse (file and line),
+    /// is a failed check and does not run; the other files still do. With --kubeconfig the
+    /// objects are also dry-run on that cluster. Without an App, the Rules' tests run on
+    /// their own. Function and App images must be in the container engine (see
+    /// `winky image import`). The exit code is 1 when a check fails.
     ///
     /// Example:
+    ///   make up                                      # its engine is found without flags
+    ///   winky emulate -f examples/notes
     ///   hack/podman.sh start /tmp/winky-engine       # prints the socket
     ///   winky emulate -f examples/notes --engine /tmp/winky-engine/podman.sock
-    ///   winky emulate -f deploy --app shop --output json
+    ///   winky emulate -f deploy --app shop --output json --kubeconfig .dev/kubeconfig
+    ///   winky emulate -f rules.yaml                  # Rule tests only, no App needed
     #[command(verbatim_doc_comment)]
     Emulate(EmulateArgs),
+    /// Show an App's promotion pipeline, stage by stage, as the cluster records it.
+    ///
+    /// For each stage of the App's PromotionPolicy, in order: the revision it runs (revision
+    /// id, commit, pull request), the revision waiting to enter and its phase, each gate of
+    /// the waiting Promotion with its state and evidence, the approvals it has and needs (who
+    /// counted, and why the others did not), who may approve, whether it is held, and its last
+    /// history entries. Reads the App, its PromotionPolicy and its Promotions; writes nothing.
+    ///
+    /// Example:
+    ///   winky status notes -n notes
+    ///   winky status notes -n notes -o json | jq '.stages[] | {name, running: .running.revision.id}'
+    ///   winky status shop -n shop --kubeconfig .dev/kubeconfig
+    ///
+    /// The cluster is the one kubectl would use: --kubeconfig, else $KUBECONFIG, else
+    /// ~/.kube/config, else the in-cluster service account. The namespace defaults to the
+    /// context's. An App without a policy is reported as such (exit code 0).
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
     /// Manage images in the container engine.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -82,18 +109,57 @@ pub enum OutputFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// A block per stage, for people; plain text, no colour.
+    Text,
+    /// The pipeline as one JSON object, one entry of `stages` per stage
+    /// (winky_agent::status::StatusView; docs/promotions.md).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The App's name.
+    pub app: String,
+    /// The App's namespace (default: the kubeconfig context's, else `default`).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// How to print the pipeline.
+    #[arg(long, short = 'o', value_enum, default_value_t = StatusFormat::Text)]
+    pub output: StatusFormat,
+    /// The kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     /// The container engine's Docker API socket (podman's: `hack/podman.sh start DIR` prints it).
-    /// Also read from DOCKER_HOST when it is unix://…
+    /// Also read from DOCKER_HOST when it is unix://…; without either, the engine `make up`
+    /// started (.dev/engine/podman.sock here or in a directory above) is used.
     #[arg(long, env = "WINKY_ENGINE")]
     pub engine: Option<PathBuf>,
 }
 
 impl EngineArgs {
-    fn socket(&self) -> Option<PathBuf> {
+    /// --engine, WINKY_ENGINE or DOCKER_HOST=unix://…
+    pub fn explicit(&self) -> Option<PathBuf> {
         self.engine.clone().or_else(|| {
             env_nonempty("DOCKER_HOST").and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        })
+    }
+
+    /// The explicit socket, else the one `make up` started (found from the
+    /// current directory up).
+    fn socket(&self) -> Option<PathBuf> {
+        self.explicit().or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|dir| crate::emulate::discover_engine(&dir))
         })
     }
 }
@@ -111,6 +177,10 @@ pub struct EmulateArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Also dry-run every valid App, Function and Rule on this cluster (server-side apply,
+    /// nothing is written); a refusal is a failed check.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +351,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Propose(args) => propose_command(*args).await,
         Command::Emulate(args) => emulate_command(args).await,
+        Command::Status(args) => status_command(args).await,
         Command::Image(ImageCommand::Import {
             reference,
             program,
@@ -296,37 +367,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn no_engine() -> anyhow::Error {
-    anyhow::anyhow!(
-        "no container engine: start one with `hack/podman.sh start DIR` and pass the socket it prints \
-         with --engine (or WINKY_ENGINE)"
-    )
+    anyhow::anyhow!("{}", winky_emulator::engine::NO_ENGINE)
 }
 
 async fn emulate_command(args: EmulateArgs) -> anyhow::Result<std::process::ExitCode> {
-    let bundle = winky_emulator::Bundle::load(&args.file, args.app.as_deref())?;
-    let engine = match args.engine.socket() {
-        Some(socket) => Some(winky_emulator::Engine::connect(&socket).await?),
-        None => {
-            eprintln!("winky: {}; the container checks will fail", no_engine());
-            None
-        }
-    };
-    eprintln!(
-        "emulating {} ({} rule(s), {} function(s))…",
-        bundle.name(),
-        bundle.rules.len(),
-        bundle.functions.len()
-    );
-    let report = winky_emulator::run(&bundle, engine.as_ref()).await;
+    crate::emulate::run(args).await
+}
+
+async fn status_command(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+    let cluster = status::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace.clone());
+    let loaded = status::load(&cluster, &namespace, &args.app).await?;
+    let view = status::view(&loaded.app, loaded.policy.as_ref(), &loaded.promotions);
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => println!("{report}"),
+        StatusFormat::Json => {
+            // The JSON stays one object (no stages), the sentence goes to people.
+            if view.policy.is_none() {
+                eprintln!("winky: {}", status::no_policy_message(&view));
+            }
+            println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+        StatusFormat::Text => print!("{}", status::render_text(&view)),
     }
-    Ok(if report.passed {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    })
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn kube_client(args: &ProposeArgs) -> anyhow::Result<Option<kube::Client>> {

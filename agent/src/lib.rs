@@ -14,6 +14,7 @@ pub mod audit;
 pub mod branch;
 pub mod check;
 pub mod cli;
+pub mod emulate;
 pub mod generate;
 pub mod git;
 pub mod github;
@@ -22,6 +23,7 @@ pub mod planner;
 pub mod preview;
 pub mod propose;
 pub mod secrets;
+pub mod status;
 
 /// Redaction lives in its own crate, shared with the emulator and the operator.
 pub use winky_redact as redact;
