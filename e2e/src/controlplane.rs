@@ -28,6 +28,8 @@ pub struct ControlPlane {
     kubectl: PathBuf,
     server: String,
     boot_time: Duration,
+    /// How kube-apiserver was started: `restart_apiserver` starts it again so.
+    apiserver: (PathBuf, Vec<String>),
     // Stopped in reverse order of start by `Drop`.
     components: Vec<Component>,
 }
@@ -94,35 +96,37 @@ impl ControlPlane {
         let api_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let c = dir.join("certs");
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", c.join("apiserver.crt").display()),
+            format!("--tls-private-key-file={}", c.join("apiserver.key").display()),
+            format!("--client-ca-file={}", c.join("ca.crt").display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", c.join("sa.pub").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                c.join("sa.key").display()
+            ),
+            "--authorization-mode=RBAC".into(),
+            // As on OpenShift and hardened clusters: setting
+            // blockOwnerDeletion needs `update` on the owner's finalizers,
+            // which deploy/rbac.yaml must grant (e2e/tests/rbac.rs).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+            "--allow-privileged=true".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--watch-cache=true".into(),
+            "--v=1".into(),
+        ];
+        let apiserver = (bin.join("kube-apiserver"), apiserver_args);
         components.push(Component::spawn(
             "kube-apiserver",
-            &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                format!("--tls-cert-file={}", c.join("apiserver.crt").display()),
-                format!("--tls-private-key-file={}", c.join("apiserver.key").display()),
-                format!("--client-ca-file={}", c.join("ca.crt").display()),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", c.join("sa.pub").display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    c.join("sa.key").display()
-                ),
-                "--authorization-mode=RBAC".into(),
-                // As on OpenShift and hardened clusters: setting
-                // blockOwnerDeletion needs `update` on the owner's finalizers,
-                // which deploy/rbac.yaml must grant (e2e/tests/rbac.rs).
-                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
-                format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-                "--allow-privileged=true".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--watch-cache=true".into(),
-                "--v=1".into(),
-            ],
+            &apiserver.0,
+            &apiserver.1,
             &dir,
             None,
         )?);
@@ -136,6 +140,7 @@ impl ControlPlane {
             kubectl,
             server,
             boot_time: Duration::ZERO,
+            apiserver,
             components,
         };
         cp.wait_ready()?;
@@ -262,6 +267,22 @@ impl ControlPlane {
             dump_to: self.dir.clone(),
             kubectl: self.kubectl_command(&[]),
         })
+    }
+
+    /// Stops kube-apiserver (etcd keeps the state) and starts it again with
+    /// the same flags, on the same port; returns once it is ready. For fault
+    /// tests, on a control plane of their own (`ControlPlane::start`).
+    pub fn restart_apiserver(&mut self, down_for: Duration) -> Result<()> {
+        let at = self
+            .components
+            .iter()
+            .position(|c| c.name() == "kube-apiserver")
+            .ok_or_else(|| anyhow!("kube-apiserver is not running"))?;
+        self.components[at].stop(Duration::from_secs(10));
+        std::thread::sleep(down_for);
+        let (program, args) = &self.apiserver;
+        self.components[at] = Component::spawn("kube-apiserver", program, args, &self.dir, None)?;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<()> {

@@ -428,6 +428,20 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     let mut book = Book {
         items: inputs.promotions.iter().map(|p| (p.clone(), false)).collect(),
     };
+    // A Promotion whose first status write was lost (the operator stopped
+    // between creating it and writing its status) gets its record late.
+    for i in 0..book.items.len() {
+        let created = book.items[i].0.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let unrecorded = book.items[i]
+            .0
+            .status
+            .as_ref()
+            .is_none_or(|s| s.history.is_empty());
+        if let (true, Some(at)) = (unrecorded, created) {
+            let message = "created; recorded late (the status write after the creation was lost)";
+            push_history(book.status(i), history(at, "Created", "operator", message));
+        }
+    }
     let before: BTreeMap<String, Option<PromotionStatus>> = inputs
         .promotions
         .iter()
@@ -1043,13 +1057,21 @@ fn hold(book: &mut Book, given: &Given) -> String {
 /// when the revision has none.
 fn record_target(book: &Book, revision: Option<&str>, stage: Option<&str>) -> Option<usize> {
     let of = |i: &usize| revision.is_none_or(|r| book.items[*i].0.spec.revision.id == r);
-    let all = || (0..book.items.len()).rev().filter(of);
+    // Latest created first (a revision's Promotions are created stage by
+    // stage); new ones, not created yet, are the latest.
+    let mut order: Vec<usize> = (0..book.items.len()).collect();
+    order.sort_by_key(|&i| {
+        let (p, new) = &book.items[i];
+        let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        std::cmp::Reverse((*new, created.or_else(|| book.when(i, "Created")), i))
+    });
+    let all = || order.iter().copied().filter(of);
     all()
         .find(|&i| stage.is_some_and(|s| book.items[i].0.spec.stage == s))
         .or_else(|| all().find(|&i| !book.phase(i).is_final()))
         .or_else(|| all().find(|&i| book.phase(i) == Phase::Promoted))
         .or_else(|| all().next())
-        .or_else(|| book.items.len().checked_sub(1))
+        .or_else(|| order.first().copied())
 }
 
 /// `/promote <stage>` when the stage's newest decision was a rollback and

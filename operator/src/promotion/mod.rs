@@ -56,6 +56,9 @@ pub const CONTROLLER: &str = "promotion";
 /// webhook says something changed.
 pub const APPROVALS_POLL: Duration = Duration::from_secs(30);
 
+/// When a decision made from a stale cache is made again.
+const STALE_RETRY: Duration = Duration::from_millis(500);
+
 /// How often a Promotion with an SLO gate reads Prometheus again while it waits.
 pub const SLO_POLL: Duration = Duration::from_secs(15);
 
@@ -167,7 +170,11 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         _ => None,
     };
     let github = found.github.as_ref().or(connected.as_ref());
-    write(app, &namespace, &promotions, &decision, github, ctx).await?;
+    if !write(app, &namespace, &promotions, &decision, github, ctx).await? {
+        // Nothing is reported of a decision not all on record; the watch
+        // brings the newer Promotion, and this is looked at again.
+        return Ok((ReconcileResult::Success, Action::requeue(STALE_RETRY)));
+    }
     report::replies(app, &found.replies, &decision.replies, github, ctx).await;
     report::rollbacks(app, &namespace, &promotions, &decision.rollbacks, github, ctx).await;
     if found.retest {
@@ -262,7 +269,9 @@ async fn keep_snapshot(
 }
 
 /// Creates the new Promotions and writes the statuses that changed; one
-/// Event per new history entry.
+/// Event per new history entry. `false` when a write was refused because
+/// the decision was made from a stale cache: the rest is not written, and
+/// the decision is made again from the newer Promotions.
 async fn write(
     app: &App,
     namespace: &str,
@@ -270,7 +279,7 @@ async fn write(
     decision: &pipeline::Decision,
     github: Option<&GitHub>,
     ctx: &PromotionContext,
-) -> Result<()> {
+) -> Result<bool> {
     let client = &ctx.core.client;
     let api: Api<Promotion> = Api::namespaced(client.clone(), namespace);
     let owner = app
@@ -296,7 +305,9 @@ async fn write(
                 });
             }
         };
-        write_status(client, &created, &status).await?;
+        if !write_status(client, &created, &status).await? {
+            return Ok(false);
+        }
         announce(&created, &PromotionStatus::default(), &status, github, ctx).await;
         info!(promotion = %created.name_any(), "created");
     }
@@ -307,7 +318,9 @@ async fn write(
         else {
             continue;
         };
-        write_status(client, existing, status).await?;
+        if !write_status(client, existing, status).await? {
+            return Ok(false);
+        }
         announce(
             existing,
             &existing.status.clone().unwrap_or_default(),
@@ -317,14 +330,19 @@ async fn write(
         )
         .await;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Writes `status` to `promotion` only if the Promotion is still the one the
 /// decision was made from: its resourceVersion goes with the patch, so a
 /// decision made from a stale cache is refused (409) and made again from
-/// the newer Promotion, instead of overwriting a phase.
-async fn write_status(client: &kube::Client, promotion: &Promotion, status: &PromotionStatus) -> Result<()> {
+/// the newer Promotion, instead of overwriting a phase. `false` when it was
+/// refused so.
+async fn write_status(
+    client: &kube::Client,
+    promotion: &Promotion,
+    status: &PromotionStatus,
+) -> Result<bool> {
     let api: Api<Promotion> = Api::namespaced(client.clone(), &promotion.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "winky.dev/v1alpha1",
@@ -332,10 +350,14 @@ async fn write_status(client: &kube::Client, promotion: &Promotion, status: &Pro
         "metadata": {"resourceVersion": promotion.resource_version()},
         "status": status,
     });
-    api.patch_status(&promotion.name_any(), &apply_params(), &Patch::Apply(&patch))
+    match api
+        .patch_status(&promotion.name_any(), &apply_params(), &Patch::Apply(&patch))
         .await
-        .map_err(Error::Status)?;
-    Ok(())
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(Error::Status(e)),
+    }
 }
 
 /// One Event per history entry `new` has beyond `old` (Warning for a

@@ -758,3 +758,26 @@ fn a_hold_with_nothing_waiting_holds_what_comes_next() {
     );
     assert_eq!(w.phase("preview", "r-2"), Some(Phase::Promoted));
 }
+
+#[test]
+fn a_promotion_whose_first_status_was_lost_is_recorded_late() {
+    let mut w = World::new();
+    let r1 = revision("r-1");
+    w.step(Some(&r1), None, &[], at(0));
+    // As if the operator stopped between the create and the status write.
+    w.promotions[0].status = None;
+    w.promotions[0].metadata = serde_json::from_value(serde_json::json!({
+        "name": "notes-preview-r-1",
+        "creationTimestamp": at(0).to_string(),
+    }))
+    .unwrap();
+    let d = w.step(Some(&r1), None, &[], at(5));
+    assert_eq!(d.statuses.len(), 1);
+    let history = &w.promotions[0].status.as_ref().unwrap().history;
+    assert_eq!(history[0].event, "Created");
+    assert_eq!(history[0].at, at(0).to_string());
+    assert!(history[0].message.contains("recorded late"), "{history:?}");
+    // Once: the next decision writes nothing.
+    let quiet = w.step(Some(&r1), None, &[], at(6));
+    assert!(quiet.statuses.is_empty(), "{quiet:?}");
+}

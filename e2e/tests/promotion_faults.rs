@@ -1,0 +1,404 @@
+//! Promotions under faults, end to end: the real `winky-operator` binary
+//! killed (SIGKILL) at random points while twenty Apps are promoted through
+//! three stages on soak and approval gates, and kube-apiserver restarted in
+//! the middle of a promotion. Each run ends with every stage promoted once,
+//! every approval on record, and every command comment answered once.
+//!
+//! `WINKY_FAULT_SEED=<n>` replays the kill points of a failed run (the seed is
+//! printed).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use winky_crds::promotion::{Phase, Promotion};
+use winky_crds::{App, PromotionPolicy};
+use winky_e2e::git::GitServer;
+use winky_e2e::github::{GitHubDouble, validate_exchanges};
+use winky_e2e::{ControlPlane, apply_json, eventually, operator_binary};
+
+const TOKEN: &str = "ghs_faults_token";
+const APPS: usize = 20;
+
+/// A small deterministic generator: the kill points of a run follow from its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The operator binary for one namespace, without leader election (one
+/// replica at a time), killed with SIGKILL when dropped: no graceful
+/// shutdown, as when a node dies.
+struct Operator(Child);
+
+impl Operator {
+    fn start(kubeconfig: &Path, namespace: &str, log: &Path) -> Operator {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(operator_binary().unwrap())
+            .args([
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
+                "--namespace",
+                namespace,
+                "--leader-elect=false",
+                "--metrics-addr=127.0.0.1:0",
+                "--concurrency=4",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("WINKY_FAULT_LOG").unwrap_or_else(|_| "warn,winky_operator=info".into()),
+            )
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A policy: preview → staging (soak 1s) → production (soak 1s and one
+/// approval by alice), all automatic.
+async fn policy(client: &Client, name: &str) {
+    Api::<PromotionPolicy>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": name},
+                "spec": {
+                    "approvers": {"logins": ["alice"]},
+                    "stages": [
+                        {"name": "preview", "autoPromote": true},
+                        {"name": "staging", "autoPromote": true, "gates": {"soak": "1s"}},
+                        {"name": "production", "autoPromote": true,
+                         "gates": {"soak": "1s", "approvals": {"count": 1}}},
+                    ],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+}
+
+async fn promotions(client: &Client, ns: &str) -> Vec<Promotion> {
+    Api::<Promotion>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn phase(p: &Promotion) -> Phase {
+    p.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+fn count(p: &Promotion, event: &str) -> usize {
+    p.status
+        .iter()
+        .flat_map(|s| s.history.iter())
+        .filter(|h| h.event == event)
+        .count()
+}
+
+/// The GitHub side: one pull request per App (opened by dana), read
+/// through a suspended GitSource that only names the repository.
+struct GitHubSide {
+    double: GitHubDouble,
+    _git: GitServer,
+}
+
+async fn github_side(client: &Client, ns: &str, dir: &Path) -> GitHubSide {
+    let git = GitServer::start(dir).unwrap();
+    let bare = git.create("apps", &[("README.md", "apps\n")]).unwrap();
+    for i in 0..APPS {
+        let ok = Command::new("git")
+            .args([
+                "-C",
+                &bare.display().to_string(),
+                "branch",
+                &format!("feat-{i}"),
+                "HEAD",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let double = GitHubDouble::start("acme", "apps", TOKEN, &bare).await.unwrap();
+    for i in 0..APPS {
+        let number = double.open_pull(&format!("feat-{i}"), "main", "dana", &format!("feat: app {i}"));
+        assert_eq!(number, i as u64 + 1);
+    }
+    let _: k8s_openapi::api::core::v1::Secret = apply_json(
+        client,
+        ns,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "github-token"},
+                           "stringData": {"token": TOKEN}}),
+    )
+    .await;
+    let _: winky_crds::GitSource = apply_json(
+        client,
+        ns,
+        serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "GitSource", "metadata": {"name": "apps"},
+            "spec": {
+                "url": git.url("apps"), "branch": "main", "path": "deploy", "suspend": true,
+                "github": {"owner": "acme", "repo": "apps", "apiUrl": double.url(),
+                           "tokenSecretRef": {"name": "github-token", "key": "token"}},
+            },
+        }),
+    )
+    .await;
+    GitHubSide { double, _git: git }
+}
+
+fn app(i: usize, ns: &str, policy: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "winky.dev/v1alpha1", "kind": "App",
+        "metadata": {"name": format!("app-{i}"), "annotations": {
+            "winky.dev/gitsource": format!("{ns}/apps"),
+            "winky.dev/pull-request": (i + 1).to_string(),
+            "winky.dev/git-commit": format!("{:040x}", i + 1),
+        }},
+        "spec": {"image": format!("app-{i}:1"), "port": 8080, "policy": policy},
+    })
+}
+
+/// Writes `/approve` as alice on the pull request of every production
+/// Promotion that has none yet; returns how many it wrote.
+async fn approve_waiting(
+    client: &Client,
+    ns: &str,
+    github: &GitHubDouble,
+    approved: &std::sync::Mutex<BTreeSet<u64>>,
+) -> usize {
+    let mut wrote = 0;
+    for p in promotions(client, ns).await {
+        let Some(number) = p.spec.revision.pull_request.map(|n| n as u64) else {
+            continue;
+        };
+        if p.spec.stage == "production"
+            && p.metadata.creation_timestamp.is_some()
+            && approved.lock().unwrap().insert(number)
+        {
+            github.add_comment(number, "alice", "/approve");
+            wrote += 1;
+        }
+    }
+    wrote
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_promotions_end_right_with_the_operator_killed_at_random_points() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = cp.namespace(&client, "faults").await.unwrap();
+    let ns = ns.name().to_string();
+    let seed = std::env::var("WINKY_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("WINKY_FAULT_SEED={seed}");
+    let mut rng = Lcg(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let github = github_side(&client, &ns, dir.path()).await;
+    let policy_name = format!("{ns}-faults");
+    policy(&client, &policy_name).await;
+    for i in 0..APPS {
+        let _: App = apply_json(&client, &ns, app(i, &ns, &policy_name)).await;
+    }
+
+    // Twenty kills, each after 0.2–1.5 s of work: reconciles, status writes,
+    // Promotion creations and replies are cut wherever they are.
+    let log = cp.dir().join(format!("{ns}-operator.log"));
+    let approved = std::sync::Mutex::new(BTreeSet::new());
+    let started = Instant::now();
+    for _ in 0..20 {
+        let operator = Operator::start(cp.kubeconfig(), &ns, &log);
+        let life = Duration::from_millis(200 + rng.below(1300));
+        let until = Instant::now() + life;
+        while Instant::now() < until {
+            approve_waiting(&client, &ns, &github.double, &approved).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(operator);
+    }
+    // The last one lives: everything ends.
+    let _operator = Operator::start(cp.kubeconfig(), &ns, &log);
+    let all = eventually(
+        "every App promoted into production",
+        Duration::from_secs(120),
+        || async {
+            approve_waiting(&client, &ns, &github.double, &approved).await;
+            let all = promotions(&client, &ns).await;
+            let done = all
+                .iter()
+                .filter(|p| p.spec.stage == "production" && phase(p) == Phase::Promoted)
+                .count();
+            (done == APPS).then_some(all)
+        },
+    )
+    .await;
+    println!(
+        "{APPS} Apps through 3 stages with 20 kills: {:?}",
+        started.elapsed()
+    );
+
+    // Exactly one Promotion per App and stage, each promoted once, none
+    // rejected or superseded, and the soak held across the kills.
+    assert_eq!(
+        all.len(),
+        APPS * 3,
+        "{:#?}",
+        all.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
+    );
+    for p in &all {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        assert_eq!(phase(p), Phase::Promoted, "{name}: {:?}", p.status);
+        assert_eq!(count(p, "Promoted"), 1, "{name} promoted twice: {:?}", p.status);
+        assert_eq!(count(p, "Created"), 1, "{name}: {:?}", p.status);
+    }
+    // No approval lost: alice's, counted, on every production Promotion, and
+    // each /approve answered by exactly one reply.
+    for p in all.iter().filter(|p| p.spec.stage == "production") {
+        let approvals = &p.status.as_ref().unwrap().approvals;
+        assert!(
+            approvals
+                .iter()
+                .any(|a| a.login == "alice" && a.counted.as_deref() == Some("counted")),
+            "{:?}: {approvals:?}",
+            p.metadata.name
+        );
+        let number = p.spec.revision.pull_request.unwrap() as u64;
+        let comments = github.double.comments(number);
+        let asked: Vec<u64> = comments
+            .iter()
+            .filter(|c| c.user == "alice")
+            .map(|c| c.id)
+            .collect();
+        for id in asked {
+            let marker = format!("<!-- winky:reply:{id} -->");
+            let replies = comments.iter().filter(|c| c.body.contains(&marker)).count();
+            assert!(replies <= 1, "comment {id} on #{number} answered {replies} times");
+        }
+    }
+    let problems = validate_exchanges(&github.double.exchanges()).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apiserver_restart_in_the_middle_of_a_promotion_loses_nothing() {
+    // A control plane of its own: the shared one keeps serving the other tests.
+    let root = winky_e2e::workspace_root().join("target/e2e");
+    let mut cp = ControlPlane::start(&root, "restart").unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.namespace(&client, "restart").await.unwrap();
+    let ns = ns.name().to_string();
+    let policy_name = format!("{ns}-soak");
+    Api::<PromotionPolicy>::all(client.clone())
+        .patch(
+            &policy_name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy_name},
+                "spec": {"stages": [
+                    {"name": "preview", "autoPromote": true},
+                    {"name": "production", "autoPromote": true, "gates": {"soak": "8s"}},
+                ]},
+            })),
+        )
+        .await
+        .unwrap();
+    let log = cp.dir().join("operator.log");
+    let _operator = Operator::start(cp.kubeconfig(), &ns, &log);
+    let _: App = apply_json(
+        &client,
+        &ns,
+        serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+            "spec": {"image": "notes:1", "port": 8080, "policy": policy_name},
+        }),
+    )
+    .await;
+    // production soaks; the apiserver goes away for 3 s in the middle of it.
+    let soaking = eventually("production soaking", Duration::from_secs(30), || async {
+        promotions(&client, &ns)
+            .await
+            .into_iter()
+            .find(|p| p.spec.stage == "production" && phase(p) == Phase::Verifying)
+    })
+    .await;
+    let revision = soaking.spec.revision.id.clone();
+    let restarted = Instant::now();
+    cp.restart_apiserver(Duration::from_secs(3)).unwrap();
+    println!("kube-apiserver back after {:?}", restarted.elapsed());
+    let client = cp.client().await.unwrap();
+    let promoted = eventually(
+        "production promoted after the restart",
+        Duration::from_secs(60),
+        || async {
+            promotions(&client, &ns)
+                .await
+                .into_iter()
+                .find(|p| p.spec.stage == "production" && phase(p) == Phase::Promoted)
+        },
+    )
+    .await;
+    assert_eq!(promoted.spec.revision.id, revision);
+    assert_eq!(count(&promoted, "Promoted"), 1, "{:?}", promoted.status);
+    // The operator kept watching: a new revision after the restart moves too.
+    let _: App = apply_json(
+        &client,
+        &ns,
+        serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+            "spec": {"image": "notes:2", "port": 8080, "policy": policy_name},
+        }),
+    )
+    .await;
+    let applied = Instant::now();
+    eventually(
+        "the next revision in preview",
+        Duration::from_secs(90),
+        || async {
+            promotions(&client, &ns).await.into_iter().find(|p| {
+                p.spec.stage == "preview" && p.spec.revision.id != revision && phase(p) == Phase::Promoted
+            })
+        },
+    )
+    .await;
+    println!(
+        "a change after the restart → promoted into preview: {:?}",
+        applied.elapsed()
+    );
+    let all = promotions(&client, &ns).await;
+    for p in &all {
+        assert!(count(p, "Promoted") <= 1, "{:?} promoted twice", p.metadata.name);
+    }
+}
