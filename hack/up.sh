@@ -3,6 +3,8 @@
 set -euo pipefail
 dev=${1:-.dev}
 mkdir -p "$dev"
+# Whatever DEV is called, git ignores it: logs, kubeconfig, pid, a repository.
+[ -e "$dev/.gitignore" ] || printf '# written by hack/up.sh: nothing here belongs in git\n*\n' >"$dev/.gitignore"
 if [ -f "$dev/pid" ] && kill -0 "$(cat "$dev/pid")" 2>/dev/null && [ -f "$dev/ready" ]; then
   echo "already up (pid $(cat "$dev/pid")); KUBECONFIG=$dev/kubeconfig"
   exit 0

@@ -42,6 +42,9 @@ OPERATIONS = [
     ("pulls/get", "get", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     # octocrab: pulls(owner, repo).list_files(number)
     ("pulls/list-files", "get", "/repos/{owner}/{repo}/pulls/{pull_number}/files"),
+    # octocrab: pulls(owner, repo).list_reviews(number).per_page(..).page(..).send()
+    # (the approvals gate: approving reviews count, dismissed ones withdraw)
+    ("pulls/list-reviews", "get", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"),
     # octocrab: repos(owner, repo).create_status(sha, state).context(..).send()
     ("repos/create-commit-status", "post", "/repos/{owner}/{repo}/statuses/{sha}"),
     # octocrab: issues(owner, repo).list_comments(number).send()
@@ -167,6 +170,7 @@ def unavailable(docs):
 COMMIT_PULLS = "/commits/commits#list-pull-requests-associated-with-a-commit"
 PULL_GET = "/pulls/pulls#get-a-pull-request"
 PULL_FILES = "/pulls/pulls#list-pull-requests-files"
+LIST_REVIEWS = "/pulls/reviews#list-reviews-for-a-pull-request"
 COMMIT_STATUS = "/commits/statuses#create-a-commit-status"
 LIST_COMMENTS = "/issues/comments#list-issue-comments"
 CREATE_COMMENT = "/issues/comments#create-an-issue-comment"
@@ -193,6 +197,8 @@ LOCAL_EXAMPLES.update({
         errors=[{"resource": "PullRequest", "field": "diff", "code": "not_available"}]),
     ("pulls/list-files", "500"): basic_error("Server Error", PULL_FILES, "500"),
     ("pulls/list-files", "503"): unavailable(PULL_FILES),
+    ("pulls/list-reviews", "401"): bad_credentials(),
+    ("pulls/list-reviews", "404"): basic_error("Not Found", LIST_REVIEWS, "404"),
     ("repos/create-commit-status", "401"): bad_credentials(),
     ("repos/create-commit-status", "404"): basic_error("Not Found", COMMIT_STATUS, "404"),
     ("repos/create-commit-status", "422"): dict(

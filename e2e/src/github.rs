@@ -22,6 +22,7 @@
 //! | `pulls/create` | `POST /repos/{owner}/{repo}/pulls` |
 //! | `pulls/get` | `GET /repos/{owner}/{repo}/pulls/{pull_number}` |
 //! | `pulls/list-files` | `GET /repos/{owner}/{repo}/pulls/{pull_number}/files` |
+//! | `pulls/list-reviews` | `GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews` (seeded with [`GitHubDouble::add_review`], [`GitHubDouble::dismiss_review`]) |
 //! | `repos/list-pull-requests-associated-with-commit` | `GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls` |
 //! | `repos/create-commit-status` | `POST /repos/{owner}/{repo}/statuses/{sha}` |
 //! | `issues/list-comments` | `GET /repos/{owner}/{repo}/issues/{issue_number}/comments` |
@@ -30,6 +31,12 @@
 //!
 //! Anything else is answered 404 and recorded as [`UNSUPPORTED`], which
 //! [`validate_exchanges`] reports.
+//!
+//! Under `/_double/` the double serves routes of its own, no part of GitHub's
+//! API (documented at `control_router`): opening a pull request, recording its merge,
+//! writing and reading comments, for a person acting on GitHub's website
+//! from another process (`winky-dev github`). They are not recorded as
+//! exchanges nor schema-checked.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -61,6 +68,9 @@ const MAX_FILES: usize = 3000;
 
 /// Comment ids start above every pull request number, as on GitHub.
 const FIRST_COMMENT_ID: u64 = 1_000_000_001;
+
+/// Review ids, likewise, in a range of their own.
+const FIRST_REVIEW_ID: u64 = 3_000_000_001;
 
 /// One request and the answer the double gave.
 #[derive(Clone, Debug)]
@@ -163,6 +173,7 @@ struct Recorded {
     pulls: Vec<Pull>,
     statuses: Vec<CommitStatus>,
     comments: Vec<IssueComment>,
+    reviews: Vec<PullReview>,
     token_login: String,
     /// What the schema check found in each exchange as it was recorded.
     problems: Vec<String>,
@@ -175,6 +186,7 @@ impl Default for Recorded {
             pulls: Vec::new(),
             statuses: Vec::new(),
             comments: Vec::new(),
+            reviews: Vec::new(),
             token_login: DEFAULT_TOKEN_LOGIN.into(),
             problems: Vec::new(),
         }
@@ -254,12 +266,17 @@ impl GitHubDouble {
             url: url.as_str().into(),
         };
         let app = Router::new()
+            .nest("/_double", control_router())
             .route("/repos/{owner}/{repo}", get(get_repository))
             .route("/repos/{owner}/{repo}/pulls", post(create_pull))
             .route("/repos/{owner}/{repo}/pulls/{pull_number}", get(get_pull))
             .route(
                 "/repos/{owner}/{repo}/pulls/{pull_number}/files",
                 get(list_pull_files),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+                get(list_reviews),
             )
             .route(
                 "/repos/{owner}/{repo}/commits/{commit_sha}/pulls",
@@ -330,38 +347,9 @@ impl GitHubDouble {
     /// is closed, `merged`, with `merged_at` now. Its head and base stay as
     /// they were before the merge, so its files are still its changes.
     pub fn merge_pull(&self, number: u64, merged_by: &str, merge_commit_sha: &str) {
-        let git_dir = &self.shared.repository.git_dir;
-        let commit = resolve_commit(git_dir, merge_commit_sha).unwrap_or_else(|| {
-            panic!("GitHubDouble::merge_pull({number}): {merge_commit_sha} is no commit of the repository")
-        });
-        let parent = resolve_commit(git_dir, &format!("{commit}^1"));
-        let tips = branch_tips(git_dir);
-        let mut recorded = self.shared.lock();
-        let pull = recorded
-            .pulls
-            .iter_mut()
-            .find(|p| p.number == number)
-            .unwrap_or_else(|| panic!("GitHubDouble::merge_pull: there is no pull request {number}"));
-        assert!(
-            pull.is_open(),
-            "GitHubDouble::merge_pull: pull request {number} is already merged"
-        );
-        if let Some(sha) = tips.get(&pull.head) {
-            pull.head_sha.clone_from(sha);
+        if let Err((_, message)) = record_merge(&self.shared, number, merged_by, merge_commit_sha) {
+            panic!("GitHubDouble::merge_pull({number}): {message}");
         }
-        // The base before the merge: the merge (or squash) commit's first
-        // parent; for a fast-forward, the base the pull was opened on.
-        pull.base_sha = match parent {
-            Some(parent) if commit != pull.head_sha => parent,
-            _ => pull.opened_base_sha.clone(),
-        };
-        let at = now();
-        pull.updated_at.clone_from(&at);
-        pull.merged = Some(Merge {
-            by: merged_by.into(),
-            commit,
-            at,
-        });
     }
 
     /// Writes a comment on pull request `number` as `author` (a person typing
@@ -813,6 +801,60 @@ fn find_pull(shared: &Shared, segment: &str) -> Option<(Pull, usize)> {
         .find(|(p, _)| p.number == number)
 }
 
+/// Records that `merged_by` merged pull request `number` as `merge_commit_sha`
+/// ([`GitHubDouble::merge_pull`], and the control API's merge): returns the
+/// number and the full commit id, or why not (with the control API's status).
+fn record_merge(
+    shared: &Shared,
+    number: u64,
+    merged_by: &str,
+    merge_commit_sha: &str,
+) -> Result<(u64, String), (StatusCode, String)> {
+    let git_dir = &shared.repository.git_dir;
+    let commit = resolve_commit(git_dir, merge_commit_sha).ok_or_else(|| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{merge_commit_sha} is no commit of the repository"),
+        )
+    })?;
+    let parent = resolve_commit(git_dir, &format!("{commit}^1"));
+    let tips = branch_tips(git_dir);
+    let mut recorded = shared.lock();
+    let pull = recorded
+        .pulls
+        .iter_mut()
+        .find(|p| p.number == number)
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("there is no pull request {number}"),
+            )
+        })?;
+    if !pull.is_open() {
+        return Err((
+            StatusCode::CONFLICT,
+            format!("pull request {number} is already merged"),
+        ));
+    }
+    if let Some(sha) = tips.get(&pull.head) {
+        pull.head_sha.clone_from(sha);
+    }
+    // The base before the merge: the merge (or squash) commit's first
+    // parent; for a fast-forward, the base the pull was opened on.
+    pull.base_sha = match parent {
+        Some(parent) if commit != pull.head_sha => parent,
+        _ => pull.opened_base_sha.clone(),
+    };
+    let at = now();
+    pull.updated_at.clone_from(&at);
+    pull.merged = Some(Merge {
+        by: merged_by.into(),
+        commit: commit.clone(),
+        at,
+    });
+    Ok((number, commit))
+}
+
 fn insert_pull(
     shared: &Shared,
     head: &str,
@@ -1185,6 +1227,154 @@ async fn list_commit_pulls(
 }
 
 // ---------------------------------------------------------------------------
+// pull request reviews
+
+/// A review of a pull request, as `pulls/list-reviews` serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullReview {
+    pub id: u64,
+    /// The pull request it is on.
+    pub pull_number: u64,
+    /// The reviewer's login.
+    pub user: String,
+    /// `APPROVED`, `CHANGES_REQUESTED` or `COMMENTED` as submitted;
+    /// `DISMISSED` once dismissed (GitHub's listing keeps no other trace of
+    /// what it was).
+    pub state: String,
+    /// The full id of the commit reviewed.
+    pub commit_id: String,
+    pub body: String,
+    pub submitted_at: String,
+}
+
+/// The states a review is submitted with.
+const REVIEW_STATES: [&str; 3] = ["APPROVED", "CHANGES_REQUESTED", "COMMENTED"];
+
+impl GitHubDouble {
+    /// `login` submits a review of pull request `number` made on
+    /// `commit_id` (any name git resolves in the repository) with `state`
+    /// (`APPROVED`, `CHANGES_REQUESTED` or `COMMENTED`), as if on GitHub;
+    /// returns its id. GitHub refuses its author's approval of their own
+    /// pull request; the double does not, so that a test can show it would
+    /// not count.
+    pub fn add_review(&self, number: u64, login: &str, state: &str, commit_id: &str) -> u64 {
+        assert!(
+            REVIEW_STATES.contains(&state),
+            "GitHubDouble::add_review: a review is submitted {REVIEW_STATES:?}, not {state:?}"
+        );
+        let commit = resolve_commit(&self.shared.repository.git_dir, commit_id).unwrap_or_else(|| {
+            panic!("GitHubDouble::add_review({number}): {commit_id} is no commit of the repository")
+        });
+        let mut recorded = self.shared.lock();
+        assert!(
+            recorded.pulls.iter().any(|p| p.number == number),
+            "GitHubDouble::add_review: there is no pull request {number}"
+        );
+        let review = PullReview {
+            id: FIRST_REVIEW_ID + recorded.reviews.len() as u64,
+            pull_number: number,
+            user: login.into(),
+            state: state.into(),
+            commit_id: commit,
+            body: String::new(),
+            submitted_at: now(),
+        };
+        let id = review.id;
+        recorded.reviews.push(review);
+        id
+    }
+
+    /// Dismisses review `id` of pull request `number`: it is listed
+    /// `DISMISSED` from now on, as GitHub lists it. Only an approval or a
+    /// request for changes can be dismissed (GitHub refuses the others).
+    pub fn dismiss_review(&self, number: u64, id: u64) {
+        let mut recorded = self.shared.lock();
+        let review = recorded
+            .reviews
+            .iter_mut()
+            .find(|r| r.pull_number == number && r.id == id)
+            .unwrap_or_else(|| {
+                panic!("GitHubDouble::dismiss_review: pull request {number} has no review {id}")
+            });
+        assert!(
+            matches!(review.state.as_str(), "APPROVED" | "CHANGES_REQUESTED"),
+            "GitHubDouble::dismiss_review: a {} review cannot be dismissed",
+            review.state
+        );
+        review.state = "DISMISSED".into();
+    }
+
+    /// The reviews of pull request `number`, oldest first.
+    pub fn reviews(&self, number: u64) -> Vec<PullReview> {
+        self.shared
+            .lock()
+            .reviews
+            .iter()
+            .filter(|r| r.pull_number == number)
+            .cloned()
+            .collect()
+    }
+}
+
+fn review_payload(repository: &Repository, review: &PullReview, template: &Value) -> Value {
+    let slug = repository.slug();
+    let html = format!(
+        "https://github.com/{slug}/pull/{}#pullrequestreview-{}",
+        review.pull_number, review.id
+    );
+    let pull = format!("https://api.github.com/repos/{slug}/pulls/{}", review.pull_number);
+    let mut value = template.clone();
+    value["id"] = json!(review.id);
+    value["node_id"] = json!(format!("PRR_{}", review.id));
+    value["user"] = user_payload(&review.user);
+    value["body"] = json!(review.body);
+    value["state"] = json!(review.state);
+    value["html_url"] = json!(html);
+    value["pull_request_url"] = json!(pull);
+    value["_links"] = json!({"html": {"href": html}, "pull_request": {"href": pull}});
+    value["submitted_at"] = json!(review.submitted_at);
+    value["commit_id"] = json!(review.commit_id);
+    value["author_association"] = json!(association(repository, &review.user));
+    value
+}
+
+async fn list_reviews(
+    State(shared): State<Shared>,
+    UrlPath((owner, repo, pull_number)): UrlPath<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    const OP: &str = "pulls/list-reviews";
+    let mut link = None;
+    let answer = refused(&shared, &headers, &owner, &repo, OP).unwrap_or_else(|| {
+        let Some(number) = has_pull(&shared, &pull_number) else {
+            return canned(OP, StatusCode::NOT_FOUND);
+        };
+        let template = example_item("pulls-list-reviews-200.json");
+        let reviews = shared
+            .lock()
+            .reviews
+            .iter()
+            .filter(|r| r.pull_number == number)
+            .map(|r| review_payload(&shared.repository, r, &template))
+            .collect();
+        let (page, next) = paginate(reviews, &uri, &shared.url);
+        link = next;
+        (StatusCode::OK, page)
+    });
+    let response = record(
+        &shared,
+        OP,
+        "GET",
+        path_and_query(&uri),
+        &headers,
+        &Bytes::new(),
+        answer,
+    );
+    with_link(response, link)
+}
+
+// ---------------------------------------------------------------------------
 // commit statuses
 
 const STATES: [&str; 4] = ["error", "failure", "pending", "success"];
@@ -1532,4 +1722,219 @@ pub fn validate_exchanges(exchanges: &[Exchange]) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+// ---------------------------------------------------------------------------
+// the double's own control API, under /_double/ (not GitHub's)
+
+/// The double's own routes, nested under `/_double/`: what people do on
+/// GitHub's website — open a pull request, record its merge, write a comment,
+/// read the comments — for a process that cannot call
+/// [`GitHubDouble::open_pull`] and its siblings (`winky-dev github`). They
+/// are no part of GitHub's REST API: their requests are neither recorded as
+/// exchanges nor checked against GitHub's schemas. They take the
+/// repository's token, as the API does, and answer JSON:
+///
+/// | route | body | answer |
+/// | --- | --- | --- |
+/// | `GET /_double/pulls` | | `[{number, title, author, head, base, head_sha, state, merged_by, merge_commit_sha, comments}]` (`state`: `open` or `merged`) |
+/// | `POST /_double/pulls` | `{head, base?, author, title, body?}` | 201 `{number}`; 422 `{message}` when a branch does not exist or the head has an open pull request |
+/// | `POST /_double/pulls/{number}/merge` | `{by, commit}` (pushed already) | 200 `{number, merge_commit_sha}`; 404, 409 (merged already), 422 (no such commit) |
+/// | `GET /_double/pulls/{number}/comments` | | `[{id, user, body, created_at, updated_at}]`, oldest first |
+/// | `POST /_double/pulls/{number}/comments` | `{author, body}` | 201 `{id}` |
+///
+/// A missing or wrong token is 401, a body that is not the JSON asked for 400.
+fn control_router() -> Router<Shared> {
+    Router::new()
+        .route("/pulls", get(control_list_pulls).post(control_open_pull))
+        .route("/pulls/{number}/merge", post(control_merge_pull))
+        .route(
+            "/pulls/{number}/comments",
+            get(control_list_comments).post(control_add_comment),
+        )
+        .fallback(control_not_found)
+}
+
+fn control_answer(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn control_error(status: StatusCode, message: &str) -> Response {
+    control_answer(status, &json!({ "message": message }))
+}
+
+/// `None` when the request carries the repository's token.
+fn control_refused(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    (!authorized(&shared.repository, headers))
+        .then(|| control_error(StatusCode::UNAUTHORIZED, "Bad credentials"))
+}
+
+/// Why the control API says no: the status and the message.
+type Refusal = (StatusCode, String);
+
+fn refusal_answer((status, message): Refusal) -> Response {
+    control_error(status, &message)
+}
+
+/// The JSON object of a control request, or 400.
+fn control_request(body: &Bytes) -> Result<serde_json::Map<String, Value>, Refusal> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err((StatusCode::BAD_REQUEST, "the body must be a JSON object".into())),
+    }
+}
+
+/// The non-empty string `key` of a control request, or 400.
+fn control_text(request: &serde_json::Map<String, Value>, key: &str) -> Result<String, Refusal> {
+    match request.get(key).and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => Ok(text.to_string()),
+        _ => Err((
+            StatusCode::BAD_REQUEST,
+            format!("{key} is required (a non-empty string)"),
+        )),
+    }
+}
+
+async fn control_not_found() -> Response {
+    control_error(
+        StatusCode::NOT_FOUND,
+        "the double's control API has no such route",
+    )
+}
+
+async fn control_list_pulls(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = control_refused(&shared, &headers) {
+        return refusal;
+    }
+    let pulls: Vec<Value> = current_pulls(&shared)
+        .into_iter()
+        .map(|(pull, comments)| {
+            let merged = pull.merged.as_ref();
+            json!({
+                "number": pull.number,
+                "title": pull.title,
+                "author": pull.author,
+                "head": pull.head,
+                "base": pull.base,
+                "head_sha": pull.head_sha,
+                "state": if merged.is_some() { "merged" } else { "open" },
+                "merged_by": merged.map(|m| &m.by),
+                "merge_commit_sha": merged.map(|m| &m.commit),
+                "comments": comments,
+            })
+        })
+        .collect();
+    control_answer(StatusCode::OK, &Value::Array(pulls))
+}
+
+async fn control_open_pull(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = control_refused(&shared, &headers) {
+        return refusal;
+    }
+    let opened = control_request(&body).and_then(|request| {
+        let head = control_text(&request, "head")?;
+        let author = control_text(&request, "author")?;
+        let title = control_text(&request, "title")?;
+        let base =
+            control_text(&request, "base").unwrap_or_else(|_| shared.repository.default_branch.clone());
+        let text = request.get("body").and_then(Value::as_str).map(str::to_string);
+        insert_pull(&shared, &head, &base, &author, &title, text, false)
+            .map_err(|message| (StatusCode::UNPROCESSABLE_ENTITY, message))
+    });
+    match opened {
+        Ok(number) => control_answer(StatusCode::CREATED, &json!({ "number": number })),
+        Err(refusal) => refusal_answer(refusal),
+    }
+}
+
+async fn control_merge_pull(
+    State(shared): State<Shared>,
+    UrlPath(number): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = control_refused(&shared, &headers) {
+        return refusal;
+    }
+    let merged = control_request(&body).and_then(|request| {
+        let by = control_text(&request, "by")?;
+        let commit = control_text(&request, "commit")?;
+        let number = self::number(&number)
+            .ok_or_else(|| (StatusCode::NOT_FOUND, "no such pull request".to_string()))?;
+        record_merge(&shared, number, &by, &commit)
+    });
+    match merged {
+        Ok((number, commit)) => control_answer(
+            StatusCode::OK,
+            &json!({ "number": number, "merge_commit_sha": commit }),
+        ),
+        Err(refusal) => refusal_answer(refusal),
+    }
+}
+
+async fn control_list_comments(
+    State(shared): State<Shared>,
+    UrlPath(number): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = control_refused(&shared, &headers) {
+        return refusal;
+    }
+    let Some(number) = has_pull(&shared, &number) else {
+        return control_error(StatusCode::NOT_FOUND, "no such pull request");
+    };
+    let comments: Vec<Value> = shared
+        .lock()
+        .comments
+        .iter()
+        .filter(|c| c.issue_number == number)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "user": c.user,
+                "body": c.body,
+                "created_at": c.created_at,
+                "updated_at": c.updated_at,
+            })
+        })
+        .collect();
+    control_answer(StatusCode::OK, &Value::Array(comments))
+}
+
+async fn control_add_comment(
+    State(shared): State<Shared>,
+    UrlPath(number): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = control_refused(&shared, &headers) {
+        return refusal;
+    }
+    let Some(number) = has_pull(&shared, &number) else {
+        return control_error(StatusCode::NOT_FOUND, "no such pull request");
+    };
+    let added = control_request(&body).and_then(|request| {
+        let author = control_text(&request, "author")?;
+        let text = control_text(&request, "body")?;
+        Ok(push_comment(&mut shared.lock(), number, &author, &text).id)
+    });
+    match added {
+        Ok(id) => control_answer(StatusCode::CREATED, &json!({ "id": id })),
+        Err(refusal) => refusal_answer(refusal),
+    }
+}
+
+impl GitHubDouble {
+    /// The exchanges recorded so far, taken: a double that runs for days
+    /// (`winky-dev up`) logs them and keeps none. A test reads them with
+    /// [`GitHubDouble::exchanges`] instead; each was schema-checked as it was
+    /// recorded, whichever way it leaves.
+    pub fn take_exchanges(&self) -> Vec<Exchange> {
+        std::mem::take(&mut self.shared.lock().exchanges)
+    }
 }

@@ -972,3 +972,217 @@ async fn chatops_commands_move_the_pipeline_only_for_those_who_may_give_them() {
     let problems = validate_exchanges(&env.github.exchanges()).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+impl Env {
+    /// `login` submits a review of pull request `number` made on `commit`
+    /// (`APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`), and GitHub tells the
+    /// operator (a signed `pull_request_review` delivery, action
+    /// `submitted`). Returns the review's id.
+    fn review(&self, number: u64, login: &str, state: &str, commit: &str) -> u64 {
+        let id = self.github.add_review(number, login, state, commit);
+        self.review_delivered(number, id, "submitted");
+        id
+    }
+
+    /// Review `id` is dismissed, and GitHub tells the operator (action `dismissed`).
+    fn dismiss(&self, number: u64, id: u64) {
+        self.github.dismiss_review(number, id);
+        self.review_delivered(number, id, "dismissed");
+    }
+
+    fn review_delivered(&self, number: u64, id: u64, action: &str) {
+        let review = self
+            .github
+            .reviews(number)
+            .into_iter()
+            .find(|r| r.id == id)
+            .expect("the double has the review");
+        let html = format!("https://github.com/acme/apps/pull/{number}#pullrequestreview-{id}");
+        let api = format!("https://api.github.com/repos/acme/apps/pulls/{number}");
+        let mut payload = winky_e2e::webhook::example("pull_request_review-submitted.json");
+        payload["action"] = serde_json::json!(action);
+        payload["pull_request"]["number"] = serde_json::json!(number);
+        payload["pull_request"]["url"] = serde_json::json!(api);
+        payload["pull_request"]["html_url"] =
+            serde_json::json!(format!("https://github.com/acme/apps/pull/{number}"));
+        payload["pull_request"]["user"]["login"] = serde_json::json!(AGENT);
+        payload["review"]["id"] = serde_json::json!(id);
+        payload["review"]["user"]["login"] = serde_json::json!(review.user);
+        payload["review"]["state"] = serde_json::json!(review.state.to_lowercase());
+        payload["review"]["commit_id"] = serde_json::json!(review.commit_id);
+        payload["review"]["submitted_at"] = serde_json::json!(review.submitted_at);
+        payload["review"]["html_url"] = serde_json::json!(html);
+        payload["review"]["pull_request_url"] = serde_json::json!(api);
+        payload["review"]["_links"] =
+            serde_json::json!({"html": {"href": html}, "pull_request": {"href": api}});
+        payload["sender"]["login"] = serde_json::json!(review.user);
+        let answer = deliver(
+            &self.hook,
+            SECRET,
+            "pull_request_review",
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approving_reviews_count_on_the_head_commit_and_a_dismissed_one_is_withdrawn() {
+    use winky_crds::promotion::{ApprovalSource, Phase, Promotion};
+    let env = Env::start("reviews").await;
+    env.stalled_with("NotMerged").await;
+    // production needs two distinct approvers among alice, bob and carol.
+    let policy = env
+        .set_policy(serde_json::json!({
+            "approvers": {"logins": ["alice", "bob", "carol"]},
+            "stages": [
+                {"name": "preview", "namespace": "{app.namespace}-preview", "autoPromote": true},
+                {"name": "production", "autoPromote": true, "gates": {"approvals": {"count": 2}}},
+            ],
+        }))
+        .await;
+    let before = run(&env.work, &["rev-parse", "origin/main"]);
+    let branch = "winky/feat-notes-app-c0ffee12";
+    let app = app_yaml("notes:1").replace("  port: 8080\n", &format!("  port: 8080\n  policy: {policy}\n"));
+    let (number, merge) = env
+        .merged_by(branch, &[("deploy/notes.yaml", &app)], "alice")
+        .await;
+    // Reviews are made on the pull request's head; the revision is the merge.
+    let head = run(&env.work, &["rev-parse", &format!("origin/{branch}")]);
+    assert_ne!(head, merge, "a merge commit, not a fast-forward");
+    env.applied(&merge).await;
+
+    let promotions: Api<Promotion> = Api::namespaced(env.client.clone(), env.ns.name());
+    let production = || async {
+        promotions
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.spec.stage == "production")
+    };
+    let waiting = eventually("production awaiting approval", WAIT, || async {
+        let p = production().await?;
+        (p.status.as_ref()?.phase == Phase::AwaitingApproval).then_some(p)
+    })
+    .await;
+    assert_eq!(waiting.spec.revision.git_commit.as_deref(), Some(merge.as_str()));
+    // The verdicts on record for a login and source, oldest first, and the
+    // approvals gate's count, once `check` holds for them.
+    let verdicts_once = |what: &'static str, check: fn(&[(String, ApprovalSource, String)]) -> bool| {
+        let production = &production;
+        async move {
+            eventually(what, WAIT, || async {
+                let status = production().await?.status?;
+                let verdicts: Vec<(String, ApprovalSource, String)> = status
+                    .approvals
+                    .iter()
+                    .map(|a| (a.login.clone(), a.source, a.counted.clone().unwrap_or_default()))
+                    .collect();
+                let have = status.gates.iter().find(|g| g.name == "approvals")?.have;
+                check(&verdicts).then_some((verdicts, have, status.phase))
+            })
+            .await
+        }
+    };
+    let has = |verdicts: &[(String, ApprovalSource, String)], login: &str, source, counted: &str| {
+        verdicts
+            .iter()
+            .any(|(l, s, c)| l == login && *s == source && c == counted)
+    };
+
+    // The agent that opened the pull request approves it by review (GitHub
+    // itself refuses that; the operator does not rely on it), bob approves
+    // a commit that is not the revision's, alice approves its head.
+    env.review(number, AGENT, "APPROVED", &head);
+    env.review(number, "bob", "APPROVED", &before);
+    let alice_first = env.review(number, "alice", "APPROVED", &head);
+    let (verdicts, have, phase) = verdicts_once("three reviews on record", |v| {
+        v.iter().filter(|(_, s, _)| *s == ApprovalSource::Review).count() >= 3
+    })
+    .await;
+    assert!(
+        has(
+            &verdicts,
+            AGENT,
+            ApprovalSource::Review,
+            "not counted: you opened this pull request"
+        ),
+        "{verdicts:#?}"
+    );
+    assert!(
+        has(
+            &verdicts,
+            "bob",
+            ApprovalSource::Review,
+            "not counted: given for an earlier revision"
+        ),
+        "{verdicts:#?}"
+    );
+    assert!(
+        has(&verdicts, "alice", ApprovalSource::Review, "counted"),
+        "{verdicts:#?}"
+    );
+    assert_eq!((have, phase), (Some(1), Phase::AwaitingApproval));
+
+    // alice's review is dismissed: her approval is withdrawn, on record.
+    env.dismiss(number, alice_first);
+    let (verdicts, have, phase) = verdicts_once("alice's review withdrawn", |v| {
+        v.iter().any(|(l, s, c)| {
+            l == "alice" && *s == ApprovalSource::Review && c == "withdrawn: the review was dismissed"
+        })
+    })
+    .await;
+    assert_eq!((have, phase), (Some(0), Phase::AwaitingApproval), "{verdicts:#?}");
+
+    // bob approves by comment: one of two, still waiting.
+    let approve = env.comment(number, "bob", "/approve");
+    env.reply_to(number, approve, "counted for production").await;
+    let (verdicts, have, phase) = verdicts_once("bob's comment counted", |v| {
+        v.iter()
+            .any(|(l, s, c)| l == "bob" && *s == ApprovalSource::Comment && c == "counted")
+    })
+    .await;
+    assert_eq!((have, phase), (Some(1), Phase::AwaitingApproval), "{verdicts:#?}");
+
+    // alice approves again, by a new review: two of two, promoted.
+    let started = std::time::Instant::now();
+    env.review(number, "alice", "APPROVED", &head);
+    eventually("production promoted", WAIT, || async {
+        let p = production().await?;
+        (p.status.as_ref()?.phase == Phase::Promoted).then_some(())
+    })
+    .await;
+    println!(
+        "approving review delivered → production promoted: {:?}",
+        started.elapsed()
+    );
+    let status = production().await.unwrap().status.unwrap();
+    let gate = status.gates.iter().find(|g| g.name == "approvals").unwrap();
+    assert_eq!((gate.have, gate.need), (Some(2), Some(2)));
+    let alice: Vec<&str> = status
+        .approvals
+        .iter()
+        .filter(|a| a.login == "alice" && a.source == ApprovalSource::Review)
+        .map(|a| a.counted.as_deref().unwrap_or_default())
+        .collect();
+    // Her first review: counted, then withdrawn; her second: counted.
+    assert_eq!(
+        alice,
+        ["counted", "withdrawn: the review was dismissed", "counted"],
+        "{:#?}",
+        status.approvals
+    );
+    // The operator listed the reviews through the double, schema-checked.
+    let exchanges = env.github.exchanges();
+    assert!(
+        exchanges
+            .iter()
+            .any(|e| e.operation == "pulls/list-reviews" && e.status == 200),
+        "the reviews were read from GitHub"
+    );
+    let problems = validate_exchanges(&exchanges).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

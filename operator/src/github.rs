@@ -279,14 +279,133 @@ impl GitHub {
         Ok(out)
     }
 
-    /// Who opened pull request `number`.
-    pub async fn pull_author(&self, number: u64) -> Result<String, GitHubError> {
+    /// Who opened pull request `number`, and its head commit.
+    pub async fn pull(&self, number: u64) -> Result<PullSummary, GitHubError> {
         let pull = self
             .crab
             .pulls(&self.owner, &self.repo)
             .get(number)
             .await
             .map_err(api_error("reading a pull request"))?;
-        Ok(pull.user.map(|u| u.login).unwrap_or_default())
+        Ok(PullSummary {
+            author: pull.user.map(|u| u.login).unwrap_or_default(),
+            head_sha: pull.head.sha,
+        })
+    }
+
+    /// Every submitted review of pull request `number` (up to 300: three
+    /// pages), in the order GitHub lists them (submission). A review still
+    /// pending, which only its author sees, is left out.
+    pub async fn reviews(&self, number: u64) -> Result<Vec<PullReview>, GitHubError> {
+        let mut out = Vec::new();
+        for page in 1..=3u32 {
+            let reviews = self
+                .crab
+                .pulls(&self.owner, &self.repo)
+                .list_reviews(number)
+                .per_page(100)
+                .page(page)
+                .send()
+                .await
+                .map_err(api_error("listing reviews"))?;
+            let last = reviews.items.len() < 100;
+            out.extend(reviews.items.into_iter().filter_map(PullReview::from_octocrab));
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What the approvals gate needs of a pull request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullSummary {
+    /// Who opened it: never an approver.
+    pub author: String,
+    /// Its head commit (the last one, once merged): what reviews are made on.
+    pub head_sha: String,
+}
+
+/// A submitted review of a pull request, as the approvals gate reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullReview {
+    /// Its id.
+    pub id: u64,
+    /// The reviewer.
+    pub login: String,
+    /// `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, or `DISMISSED` once
+    /// dismissed (GitHub then no longer says what it was).
+    pub state: String,
+    /// The commit it was made on (empty when GitHub no longer has it).
+    pub commit_id: String,
+    /// When it was submitted.
+    pub submitted_at: jiff::Timestamp,
+    /// Its web address.
+    pub url: Option<String>,
+}
+
+impl PullReview {
+    /// The review, unless it was never submitted (pending: no time, no verdict).
+    fn from_octocrab(review: octocrab::models::pulls::Review) -> Option<Self> {
+        use octocrab::models::pulls::ReviewState as State;
+        let state = match review.state? {
+            State::Approved => "APPROVED",
+            State::ChangesRequested => "CHANGES_REQUESTED",
+            State::Commented => "COMMENTED",
+            State::Dismissed => "DISMISSED",
+            _ => return None,
+        };
+        let submitted_at = review.submitted_at?.to_rfc3339().parse().ok()?;
+        Some(Self {
+            id: review.id.into_inner(),
+            login: review.user.map(|u| u.login).unwrap_or_default(),
+            state: state.into(),
+            commit_id: review.commit_id.unwrap_or_default(),
+            submitted_at,
+            url: Some(review.html_url.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GitHub's own example of `pulls/list-reviews`, vendored for the e2e double.
+    const REVIEWS: &str = include_str!("../../e2e/github/examples/pulls-list-reviews-200.json");
+
+    fn reviews(edit: impl Fn(&mut serde_json::Value)) -> Vec<PullReview> {
+        let mut listed: serde_json::Value = serde_json::from_str(REVIEWS).unwrap();
+        edit(&mut listed[0]);
+        let listed: Vec<octocrab::models::pulls::Review> = serde_json::from_value(listed).unwrap();
+        listed.into_iter().filter_map(PullReview::from_octocrab).collect()
+    }
+
+    #[test]
+    fn a_listed_review_is_read_with_its_commit_time_and_verdict() {
+        let read = reviews(|_| {});
+        let expected = PullReview {
+            id: 80,
+            login: "octocat".into(),
+            state: "APPROVED".into(),
+            commit_id: "ecdd80bb57125d7ba9641ffaa4d7d2c19d3f3091".into(),
+            submitted_at: "2019-11-17T17:43:43Z".parse().unwrap(),
+            url: Some("https://github.com/octocat/Hello-World/pull/12#pullrequestreview-80".into()),
+        };
+        assert_eq!(read, [expected]);
+    }
+
+    #[test]
+    fn dismissed_reviews_are_read_and_pending_ones_are_not() {
+        let read = reviews(|r| r["state"] = "DISMISSED".into());
+        assert_eq!(read[0].state, "DISMISSED");
+        let read = reviews(|r| r["commit_id"] = serde_json::Value::Null);
+        assert_eq!(read[0].commit_id, "", "a commit GitHub no longer has");
+        let pending = reviews(|r| {
+            r["state"] = "PENDING".into();
+            r.as_object_mut().unwrap().remove("submitted_at");
+        });
+        assert!(pending.is_empty(), "{pending:?}");
     }
 }

@@ -4,11 +4,12 @@
 //! of the gates and of the stages watched after a promotion.
 //!
 //! Approvals and commands are read from GitHub each time (level-triggered: a
-//! lost webhook or a restart loses nothing): the comments of the pull
-//! requests that merged the revisions. A command is acted on once: its
-//! record in a Promotion's history names its comment
-//! (`winky_promotion::pipeline::recorded_comments`). GitHub is reached through the GitSource that applied the
-//! App (its `winky.dev/gitsource` annotation) and that GitSource's token.
+//! lost webhook or a restart loses nothing): the comments and reviews of the
+//! pull requests that merged the revisions (commands are in comments only).
+//! A command is acted on once: its record in a Promotion's history names its
+//! comment (`winky_promotion::pipeline::recorded_comments`). GitHub is
+//! reached through the GitSource that applied the App (its
+//! `winky.dev/gitsource` annotation) and that GitSource's token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,10 +17,10 @@ use std::time::Duration;
 use kube::{Api, ResourceExt};
 use tracing::warn;
 use winky_crds::keys::GIT_SOURCE_ANNOTATION;
-use winky_crds::promotion::{Approval, Phase, Promotion};
+use winky_crds::promotion::{Approval, ApprovalSource, Phase, Promotion};
 use winky_crds::{App, GitSource, PromotionPolicy};
 use winky_policies::eligibility::{Eligibility, PullRequest};
-use winky_promotion::approvals::{self, Comment, Event, Gate, Revision, Tally};
+use winky_promotion::approvals::{self, Comment, Event, Gate, Review, ReviewState, Revision, Tally};
 use winky_promotion::chatops::{self, Parsed};
 use winky_promotion::pipeline::{self, ApprovalsFound, Command, Given};
 
@@ -240,11 +241,10 @@ async fn read_github(
     let recorded = pipeline::recorded_comments(promotions);
     let mut tallies: BTreeMap<String, (String, Tally)> = BTreeMap::new();
     for thread in threads {
-        let author = github
-            .pull_author(thread.number)
-            .await
-            .map_err(|e| e.to_string())?;
+        let pull = github.pull(thread.number).await.map_err(|e| e.to_string())?;
+        let author = pull.author;
         let comments = github.comments(thread.number).await.map_err(|e| e.to_string())?;
+        let reviews = github.reviews(thread.number).await.map_err(|e| e.to_string())?;
         let waiting = promotions.iter().filter(|p| {
             p.spec.revision.pull_request == Some(thread.number as i64)
                 && !p.status.as_ref().map(|s| s.phase).unwrap_or_default().is_final()
@@ -255,14 +255,16 @@ async fn read_github(
             };
             let since = created_at(promotion);
             let eligibility = judges.of(&promotion.spec.stage);
-            let commit = promotion.spec.revision.git_commit.clone().unwrap_or_default();
+            // Reviews are made on the pull request's head commit; the
+            // revision is its merge commit on the protected branch.
             let revision = Revision {
-                head: commit.clone(),
-                merge: Some(commit),
+                head: pull.head_sha.clone(),
+                merge: promotion.spec.revision.git_commit.clone(),
                 since,
             };
             let events = events_of(
                 &comments,
+                &reviews,
                 promotion
                     .status
                     .as_ref()
@@ -592,11 +594,22 @@ fn created_at(promotion: &Promotion) -> jiff::Timestamp {
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// The comments as approval events. An edited comment is a creation with no
-/// command then an edit (an edit never adds an approval), unless its
-/// approval was counted before it was edited, which is on record.
-fn events_of(comments: &[crate::github::PullComment], recorded: &[Approval]) -> Vec<Event> {
-    let mut events = Vec::new();
+/// The comments and reviews as approval events, in the order they were
+/// written (a comment and a review of the same second: the comment first).
+///
+/// An edited comment is a creation with no command then an edit (an edit
+/// never adds an approval), unless its approval was counted before it was
+/// edited, which is on record. A dismissed review is listed `DISMISSED`, and
+/// GitHub no longer says what it was: one whose approval is on record
+/// (`recorded`) is that approval, then its dismissal; any other is read as
+/// the verdict that approves nothing (a request for changes, dismissed),
+/// so a dismissal never adds an approval nor brings one back.
+fn events_of(
+    comments: &[crate::github::PullComment],
+    reviews: &[crate::github::PullReview],
+    recorded: &[Approval],
+) -> Vec<Event> {
+    let mut timed: Vec<(jiff::Timestamp, Vec<Event>)> = Vec::new();
     for c in comments {
         let counted_before = recorded
             .iter()
@@ -612,7 +625,7 @@ fn events_of(comments: &[crate::github::PullComment], recorded: &[Approval]) -> 
             at: c.created_at,
             url: c.url.clone(),
         };
-        events.push(Event::CommentCreated(comment));
+        let mut events = vec![Event::CommentCreated(comment)];
         if c.edited && !counted_before {
             events.push(Event::CommentEdited {
                 id: c.id,
@@ -620,8 +633,45 @@ fn events_of(comments: &[crate::github::PullComment], recorded: &[Approval]) -> 
                 at: c.created_at,
             });
         }
+        timed.push((c.created_at, events));
     }
-    events
+    for r in reviews {
+        let review = |state| {
+            Event::ReviewSubmitted(Review {
+                id: r.id,
+                login: r.login.clone(),
+                state,
+                commit: r.commit_id.clone(),
+                at: r.submitted_at,
+                url: r.url.clone(),
+            })
+        };
+        let events = match ReviewState::from_github(&r.state) {
+            Some(state) => vec![review(state)],
+            None if r.state.eq_ignore_ascii_case("dismissed") => {
+                let approved = recorded
+                    .iter()
+                    .any(|a| a.source == ApprovalSource::Review && a.url.is_some() && a.url == r.url);
+                let state = if approved {
+                    ReviewState::Approved
+                } else {
+                    ReviewState::ChangesRequested
+                };
+                vec![
+                    review(state),
+                    Event::ReviewDismissed {
+                        id: r.id,
+                        at: r.submitted_at,
+                    },
+                ]
+            }
+            None => continue,
+        };
+        timed.push((r.submitted_at, events));
+    }
+    // Stable: GitHub's order stands among events of the same second.
+    timed.sort_by_key(|(at, _)| *at);
+    timed.into_iter().flat_map(|(_, events)| events).collect()
 }
 
 #[cfg(test)]
@@ -763,6 +813,170 @@ mod tests {
         assert!(found.retest);
         assert_eq!(found.replies.len(), 2);
         assert_eq!(found.replies[1].comment, 4);
+    }
+
+    const HEAD: &str = "4f2a9c0d1e2b3a4f5c6d7e8f9a0b1c2d3e4f5a6b";
+    const MERGE: &str = "9c1e0000aaaabbbbccccddddeeeeffff00001111";
+
+    fn review(id: u64, login: &str, state: &str, commit: &str, secs: i64) -> crate::github::PullReview {
+        crate::github::PullReview {
+            id,
+            login: login.into(),
+            state: state.into(),
+            commit_id: commit.into(),
+            submitted_at: jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+            url: Some(format!("https://github.com/o/r/pull/7#pullrequestreview-{id}")),
+        }
+    }
+
+    /// Production's gate (count 1, alice only) for a revision whose pull
+    /// request's head is HEAD, merged as MERGE at second 0.
+    fn production_tally(events: &[Event]) -> Tally {
+        let policy = policy();
+        let judges = Judges::compile(&policy).unwrap();
+        let revision = Revision {
+            head: HEAD.into(),
+            merge: Some(MERGE.into()),
+            since: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        };
+        approvals::tally(
+            &Gate {
+                stage: "production",
+                stage_since: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+                need: 1,
+                revision: &revision,
+                pull_request: PullRequest {
+                    author: "dana",
+                    number: 7,
+                },
+                agents: &policy.spec.agents.logins,
+                approvers: &policy.spec.approvers.logins,
+                eligibility: judges.of("production"),
+            },
+            events,
+        )
+    }
+
+    /// What each event is, by id, in order.
+    fn kinds(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::CommentCreated(c) => format!("comment {}", c.id),
+                Event::CommentEdited { id, .. } => format!("edit {id}"),
+                Event::CommentDeleted { id, .. } => format!("delete {id}"),
+                Event::ReviewSubmitted(r) => format!("review {} {:?}", r.id, r.state),
+                Event::ReviewDismissed { id, .. } => format!("dismiss {id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reviews_and_comments_are_events_in_the_order_they_were_written() {
+        let events = events_of(
+            &[comment(1, "bob", "/approve", 20), comment(2, "bob", "nice", 5)],
+            &[
+                review(70, "alice", "APPROVED", HEAD, 10),
+                review(71, "bob", "COMMENTED", HEAD, 20),
+                review(72, "carol", "CHANGES_REQUESTED", HEAD, 30),
+            ],
+            &[],
+        );
+        assert_eq!(
+            kinds(&events),
+            [
+                "comment 2",
+                "review 70 Approved",
+                "comment 1",
+                "review 71 Commented",
+                "review 72 ChangesRequested"
+            ]
+        );
+        let Event::ReviewSubmitted(r) = &events[1] else {
+            unreachable!()
+        };
+        assert_eq!((r.login.as_str(), r.commit.as_str()), ("alice", HEAD));
+    }
+
+    #[test]
+    fn an_approving_review_counts_on_the_head_or_merge_commit_only() {
+        let tally = production_tally(&events_of(&[], &[review(70, "alice", "APPROVED", HEAD, 10)], &[]));
+        assert_eq!(
+            (tally.have, tally.records[0].reason.clone()),
+            (1, approvals::Reason::Counted)
+        );
+        assert_eq!(tally.records[0].approval.source, ApprovalSource::Review);
+        let tally = production_tally(&events_of(
+            &[],
+            &[review(70, "alice", "APPROVED", MERGE, 10)],
+            &[],
+        ));
+        assert_eq!(tally.have, 1);
+        let tally = production_tally(&events_of(
+            &[],
+            &[review(
+                70,
+                "alice",
+                "APPROVED",
+                "1111111111111111111111111111111111111111",
+                10,
+            )],
+            &[],
+        ));
+        assert_eq!(tally.records[0].reason, approvals::Reason::EarlierRevision);
+        assert_eq!(tally.have, 0);
+    }
+
+    #[test]
+    fn the_authors_approving_review_does_not_count() {
+        let tally = production_tally(&events_of(&[], &[review(70, "dana", "APPROVED", HEAD, 10)], &[]));
+        assert_eq!(tally.records[0].reason, approvals::Reason::Author);
+        assert_eq!(tally.have, 0);
+    }
+
+    #[test]
+    fn a_dismissed_review_on_record_withdraws_its_approval() {
+        let counted = production_tally(&events_of(&[], &[review(70, "alice", "APPROVED", HEAD, 10)], &[]));
+        assert_eq!(counted.have, 1);
+        let recorded = counted.approvals();
+        let events = events_of(&[], &[review(70, "alice", "DISMISSED", HEAD, 10)], &recorded);
+        assert_eq!(kinds(&events), ["review 70 Approved", "dismiss 70"]);
+        let tally = production_tally(&events);
+        assert_eq!(tally.records[0].reason, approvals::Reason::Dismissed);
+        assert_eq!(
+            tally.approvals()[0].counted.as_deref(),
+            Some("withdrawn: the review was dismissed")
+        );
+        assert_eq!(tally.have, 0);
+    }
+
+    #[test]
+    fn a_dismissed_review_never_on_record_approves_nothing() {
+        // GitHub lists it DISMISSED only: it is read as a request for
+        // changes, dismissed — it withdraws the reviewer's approving review
+        // before it, and adds no approval of its own.
+        let events = events_of(
+            &[],
+            &[
+                review(70, "alice", "APPROVED", HEAD, 10),
+                review(71, "alice", "DISMISSED", HEAD, 20),
+            ],
+            &[],
+        );
+        assert_eq!(
+            kinds(&events),
+            ["review 70 Approved", "review 71 ChangesRequested", "dismiss 71"]
+        );
+        let tally = production_tally(&events);
+        assert_eq!(tally.records.len(), 1, "{tally:?}");
+        assert_eq!(tally.records[0].reason, approvals::Reason::ChangesRequested);
+        assert_eq!(tally.have, 0);
+    }
+
+    #[test]
+    fn reviews_in_other_states_are_not_events() {
+        let events = events_of(&[], &[review(70, "alice", "PENDING", HEAD, 10)], &[]);
+        assert!(events.is_empty(), "{events:?}");
     }
 
     #[test]
