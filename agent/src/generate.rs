@@ -360,7 +360,7 @@ impl Case {
                 auth: self.uid.map(|uid| TestAuth {
                     uid: uid.into(),
                     token: if self.admin {
-                        BTreeMap::from([("admin".to_string(), "true".to_string())])
+                        BTreeMap::from([("admin".to_string(), serde_json::Value::from("true"))])
                     } else {
                         BTreeMap::new()
                     },

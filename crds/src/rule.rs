@@ -141,9 +141,19 @@ pub struct TestAuth {
     /// User id.
     #[schemars(length(min = 1, max = 128))]
     pub uid: String,
-    /// Token claims, such as `email` or `admin`.
+    /// Token claims, such as `email` or `admin`, with their JSON types kept
+    /// (`admin: true` is the bool `request.auth.token.admin == true` compares).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub token: BTreeMap<String, String>,
+    #[schemars(schema_with = "claims")]
+    pub token: BTreeMap<String, serde_json::Value>,
+}
+
+/// Token claims: an object whose values are any JSON.
+fn claims(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "x-kubernetes-preserve-unknown-fields": true }
+    })
 }
 
 /// A document in a rule test.

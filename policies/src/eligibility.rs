@@ -99,7 +99,7 @@ impl Eligibility {
             Ok(Value::Bool(true)) => Verdict::Counts,
             Ok(Value::Bool(false)) => Verdict::NotEligible,
             Ok(other) => Verdict::Error(format!("the expression returned {other:?}, not a bool")),
-            Err(e) => Verdict::Error(e.to_string()),
+            Err(e) => Verdict::Error(expr::explain(&self.program, &context, &e)),
         }
     }
 }

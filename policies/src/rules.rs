@@ -245,6 +245,6 @@ fn evaluate(
     match program.execute(&context) {
         Ok(Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!("the condition returned {other:?}, not a bool")),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(expr::explain(program, &context, &e)),
     }
 }

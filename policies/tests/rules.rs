@@ -125,3 +125,69 @@ fn a_failing_test_says_what_was_expected_and_keeps_the_rule_path_as_written() {
         "{message}"
     );
 }
+
+/// Issue 13: claims were strings only, so `request.auth.token.admin == true`
+/// was silently false for a user whose token says `admin: true`.
+#[test]
+fn token_claims_keep_their_json_types() {
+    let rule: RuleSpec = spec(
+        r#"app: shop
+rules:
+  - match: /products/{id}
+    allow:
+      write: "request.auth.token.admin == true && request.auth.token.level >= 2 && 'eu' in request.auth.token.regions"
+tests:
+  - name: an admin writes
+    request: {auth: {uid: ada, token: {admin: true, level: 3, regions: [eu, us]}}, method: update, path: /products/p1}
+    expect: allow
+  - name: the string "true" is not the bool true
+    request: {auth: {uid: bob, token: {admin: "true", level: 3, regions: [eu]}}, method: update, path: /products/p1}
+    expect: deny
+  - name: a lower level is refused
+    request: {auth: {uid: cy, token: {admin: true, level: 1, regions: [eu]}}, method: update, path: /products/p1}
+    expect: deny
+"#,
+    );
+    let admin = &rule.tests[0].request.auth.as_ref().unwrap().token["admin"];
+    assert_eq!(admin, &serde_json::Value::Bool(true), "the claim stays a bool");
+    let summary = RuleSet::compile(&rule).unwrap().run_tests(&rule.tests);
+    assert_eq!(summary.failed, 0, "{:#?}", summary.results);
+}
+
+#[test]
+fn a_condition_that_is_not_a_bool_is_refused_at_compile_time_with_its_rule() {
+    let errors = RuleSet::compile(&spec(
+        "app: notes\nrules:\n  - match: /notes/{id}\n    allow: {read: \"true\", write: \"1 + 1\"}\n",
+    ))
+    .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "rules[0] (/notes/{id}) allow.write: line 1, column 1: this is an int, not a bool: a condition must be true or false (compare it, e.g. `x == 1`)"
+    );
+}
+
+#[test]
+fn a_missing_claim_denies_and_says_which_field() {
+    let set = RuleSet::compile(&spec(
+        "app: shop\nrules:\n  - match: /products/{id}\n    allow: {write: \"request.auth.token.admin == true\"}\n",
+    ))
+    .unwrap();
+    let auth = winky_crds::rule::TestAuth {
+        uid: "bob".into(),
+        token: [("email".to_string(), serde_json::json!("bob@example.com"))].into(),
+    };
+    let outcome = set.decide(&Request {
+        auth: Some(&auth),
+        method: Method::Update,
+        path: "/products/p1",
+        new_data: None,
+        existing: None,
+    });
+    assert_eq!(outcome.decision, Decision::Deny);
+    assert_eq!(
+        outcome.reason,
+        "/products/{id} allow.write failed: request.auth.token has no field 'admin' (it has: email); \
+         test for it first with `'admin' in request.auth.token`"
+    );
+}
