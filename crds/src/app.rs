@@ -265,6 +265,11 @@ pub struct AppStatus {
     /// Summary of the last emulator run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<EmulatorSummary>,
+    /// The last value of the annotation `winky.dev/requested-at` that an
+    /// emulator run handled: a value that differs from it asks for a run
+    /// (and a reconcile) now, once. Written with `emulator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
     /// In-cluster URL of the first stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -310,4 +315,42 @@ pub struct EmulatorSummary {
     /// Per-kind counts, for example `{"rule-test": 4}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_kind: BTreeMap<String, i32>,
+    /// The failed checks, in the order they ran: at most 10, each message
+    /// cut to 300 characters and redacted (no secret values). The rest are
+    /// counted in `failedChecksOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<FailedCheck>,
+    /// How many failed checks `failedChecks` leaves out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_checks_omitted: i32,
+    /// When the run finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Digest of what the run checked: the revision, the specs of the App's
+    /// Functions and Rules and the ids of their images in the container
+    /// engine. The emulator runs again when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// Most failed checks `status.emulator.failedChecks` lists.
+pub const MAX_FAILED_CHECKS: usize = 10;
+/// Most characters of a failed check's message in `status.emulator`.
+pub const MAX_FAILED_CHECK_MESSAGE: usize = 300;
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// One failed emulator check.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedCheck {
+    /// The check, as `winky emulate` names it: `<function>/<case>`,
+    /// `<rule>/<test>` or `<app> answers its health probe`.
+    pub name: String,
+    /// `rule-test`, `function` or `app-health`.
+    pub kind: String,
+    /// Why it failed: at most 300 characters, redacted.
+    pub message: String,
 }

@@ -154,6 +154,17 @@ impl Engine {
         }
     }
 
+    /// The id the engine gives the image of that name (`sha256:…`), `None`
+    /// when it has none: an image loaded again under the same name gets a
+    /// new id when its content changed.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(api("inspect an image")(e)),
+        }
+    }
+
     /// Loads a docker-archive (`POST /images/load`); see [`crate::images`].
     pub async fn load_archive(&self, archive: Vec<u8>) -> Result<(), EngineError> {
         let mut stream = self.docker.import_image(

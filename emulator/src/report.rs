@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use winky_crds::app::EmulatorSummary;
+use winky_crds::app::{EmulatorSummary, FailedCheck, MAX_FAILED_CHECK_MESSAGE, MAX_FAILED_CHECKS};
 
 /// The kinds of check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -107,18 +107,37 @@ impl EmulatorReport {
         self.passed = self.checks.iter().all(|c| c.passed);
     }
 
-    /// Counts for an App's status.
+    /// What an App's status keeps of the report: counts, and the first
+    /// [`MAX_FAILED_CHECKS`] failed checks with their messages redacted and
+    /// cut to [`MAX_FAILED_CHECK_MESSAGE`] characters (the status is read by
+    /// everyone who may read the App, and an object is bounded in size).
     pub fn summary(&self) -> EmulatorSummary {
         let mut by_kind: BTreeMap<String, i32> = BTreeMap::new();
         for check in &self.checks {
             *by_kind.entry(check.kind.as_str().to_string()).or_default() += 1;
         }
+        let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.passed).collect();
+        let failed_checks = failed
+            .iter()
+            .take(MAX_FAILED_CHECKS)
+            .map(|c| FailedCheck {
+                name: c.name.clone(),
+                kind: c.kind.as_str().to_string(),
+                message: cut_chars(
+                    &winky_redact::Redactor::builtin().redact(&c.message).text,
+                    MAX_FAILED_CHECK_MESSAGE,
+                ),
+            })
+            .collect();
         EmulatorSummary {
             revision: self.revision.clone(),
             passed: self.passed,
             checks: self.checks.len() as i32,
-            failed: self.checks.iter().filter(|c| !c.passed).count() as i32,
+            failed: failed.len() as i32,
             by_kind,
+            failed_checks,
+            failed_checks_omitted: failed.len().saturating_sub(MAX_FAILED_CHECKS) as i32,
+            ..EmulatorSummary::default()
         }
     }
 }
@@ -160,6 +179,16 @@ impl fmt::Display for EmulatorReport {
             self.duration_ms
         )
     }
+}
+
+/// At most `max` characters of `text`: cut ones end in `…` (counted).
+fn cut_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Most bytes of a check's logs kept in a report.
@@ -221,6 +250,53 @@ mod tests {
             (summary.checks, summary.failed, summary.by_kind["app-health"]),
             (1, 1, 1)
         );
+    }
+
+    fn check(name: &str, passed: bool, message: &str) -> Check {
+        Check {
+            name: name.into(),
+            kind: CheckKind::Function,
+            passed,
+            duration_ms: 1,
+            message: message.into(),
+            logs: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_summary_names_the_failed_checks_bounded_and_redacted() {
+        let mut checks = vec![check("ok/case", true, "exited with 0")];
+        checks.push(check(
+            "fn/leaks",
+            false,
+            "exited with 1: password=S3cr3t-Pa55word! was refused",
+        ));
+        checks.push(check("fn/long", false, &"é".repeat(1000)));
+        for i in 0..12 {
+            checks.push(check(&format!("fn/case-{i}"), false, "exited with 2"));
+        }
+        let summary = EmulatorReport::new("a", "r-1", checks, 9).summary();
+        assert_eq!((summary.checks, summary.failed), (15, 14));
+        assert_eq!(summary.failed_checks.len(), MAX_FAILED_CHECKS);
+        assert_eq!(summary.failed_checks_omitted, 4);
+        assert_eq!(summary.failed_checks[0].name, "fn/leaks");
+        assert_eq!(summary.failed_checks[0].kind, "function");
+        assert!(
+            summary.failed_checks[0].message.starts_with("exited with 1: ")
+                && !summary.failed_checks[0].message.contains("S3cr3t"),
+            "{:?}",
+            summary.failed_checks[0]
+        );
+        let long = &summary.failed_checks[1].message;
+        assert_eq!(long.chars().count(), MAX_FAILED_CHECK_MESSAGE);
+        assert!(long.ends_with('…'));
+        assert_eq!(summary.failed_checks[2].name, "fn/case-0");
+        assert!(summary.failed_checks.iter().all(|c| c.name != "ok/case"));
+
+        let passed = EmulatorReport::new("a", "r-1", vec![check("ok/case", true, "")], 1).summary();
+        assert!(passed.failed_checks.is_empty() && passed.failed_checks_omitted == 0);
+        let json = serde_json::to_value(&passed).unwrap();
+        assert!(json.get("failedChecks").is_none() && json.get("failedChecksOmitted").is_none());
     }
 
     #[test]

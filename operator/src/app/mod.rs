@@ -296,9 +296,8 @@ async fn failed(app: &App, error: Error, now: Timestamp, ctx: &AppContext) -> Er
     let Some(failure) = driver::ChildFailure::of(&error) else {
         return error;
     };
-    let mut old = app.status.clone().unwrap_or_default();
-    // status.emulator belongs to the emulator's field manager: never sent here.
-    old.emulator = None;
+    // What the emulator's field manager writes is never sent here.
+    let old = status::without_emulator_fields(app.status.clone().unwrap_or_default());
     let new = status::desired_status(app, &Outcome::Failed(&failure), now);
     driver::report_failure(ctx, app, &old, &new, &failure, error).await
 }
@@ -442,9 +441,8 @@ async fn write_status(
     now: Timestamp,
     ctx: &AppContext,
 ) -> Result<()> {
-    let mut old = app.status.clone().unwrap_or_default();
-    // status.emulator belongs to the emulator's field manager: never sent here.
-    old.emulator = None;
+    // What the emulator's field manager writes is never sent here.
+    let old = status::without_emulator_fields(app.status.clone().unwrap_or_default());
     let new = status::desired_status(app, outcome, now);
     let images = status::images(stages);
     let staged = app.spec.policy.is_some();

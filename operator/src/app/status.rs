@@ -214,7 +214,19 @@ fn stage_status(outcome: &StageOutcome<'_>, previous: Option<&StageStatus>, now:
     status
 }
 
-/// The whole status for `outcome` at `now`, keeping what should not change.
+/// `status` without what the emulator writes under its own field manager
+/// (`crate::emulate`): `emulator` and `lastHandledRequestedAt`. The App
+/// controller never sends them, so one owner per field.
+pub fn without_emulator_fields(status: AppStatus) -> AppStatus {
+    AppStatus {
+        emulator: None,
+        last_handled_requested_at: None,
+        ..status
+    }
+}
+
+/// The whole status for `outcome` at `now`, keeping what should not change
+/// (but for the fields the emulator writes).
 pub fn desired_status(app: &App, outcome: &Outcome<'_>, now: Timestamp) -> AppStatus {
     let old = app.status.clone().unwrap_or_default();
     let generation = app.metadata.generation;
@@ -225,13 +237,11 @@ pub fn desired_status(app: &App, outcome: &Outcome<'_>, now: Timestamp) -> AppSt
         generation,
         now,
     );
-    let mut status = AppStatus {
+    let mut status = without_emulator_fields(AppStatus {
         observed_generation: generation,
         conditions,
-        // Written by the emulator under its own field manager (crate::emulate).
-        emulator: None,
         ..old.clone()
-    };
+    });
     if let Outcome::Applied(stages) = outcome {
         let annotations = app.metadata.annotations.clone().unwrap_or_default();
         status.revision = Some(RevisionRef {

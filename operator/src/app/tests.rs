@@ -304,6 +304,37 @@ fn an_unsatisfiable_spec_is_degraded_with_its_reason() {
 }
 
 #[test]
+fn the_app_controller_never_sends_what_the_emulator_writes() {
+    let mut app = fixture("solo");
+    app.status = Some(
+        serde_json::from_value(serde_json::json!({
+            "emulator": {"revision": "r-1", "passed": false, "checks": 2, "failed": 1,
+                         "failedChecks": [{"name": "f/c", "kind": "function", "message": "m"}],
+                         "digest": "d", "finishedAt": "2026-01-01T00:00:00Z"},
+            "lastHandledRequestedAt": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap(),
+    );
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let invalid = Invalid::PolicyNotFound {
+        policy: "gone".into(),
+    };
+    for s in [
+        status::desired_status(&app, &Outcome::Invalid(&invalid), now),
+        status::without_emulator_fields(app.status.clone().unwrap()),
+    ] {
+        // Sent by the App controller's field manager, they would be its too,
+        // and an App status write from a stale cache could undo a result.
+        assert!(
+            s.emulator.is_none() && s.last_handled_requested_at.is_none(),
+            "{s:?}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("emulator").is_none() && json.get("lastHandledRequestedAt").is_none());
+    }
+}
+
+#[test]
 fn without_a_policy_the_app_runs_its_spec_in_one_stage_as_before() {
     let app = fixture("notes");
     let plan = validate::validate(&app, &OK).unwrap();
