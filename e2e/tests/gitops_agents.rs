@@ -928,7 +928,7 @@ async fn chatops_commands_move_the_pipeline_only_for_those_who_may_give_them() {
             .collect();
         history
             .iter()
-            .any(|h| h.event == "Command" && h.message.starts_with(&format!("comment {rollback}:")))
+            .any(|h| h.event == "Command" && h.message.starts_with(&format!("comment {rollback}, line 1:")))
             .then_some(history)
     })
     .await;

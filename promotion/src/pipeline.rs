@@ -105,9 +105,11 @@ pub struct Given {
     pub by: String,
     /// When it was given.
     pub at: Timestamp,
-    /// The comment it was given in. Its record in the history names the
-    /// comment, so a comment is acted on once (see [`recorded_comments`]).
-    pub comment: Option<u64>,
+    /// The comment it was given in, and its line there. Its record in the
+    /// history names both, so a comment is acted on once (see
+    /// [`recorded_comments`]) and its reply can be written again from the
+    /// record (see [`recorded_answers`]).
+    pub comment: Option<(u64, usize)>,
     /// The revision whose pull request it was given on: one of its
     /// Promotions gets the record.
     pub revision: Option<String>,
@@ -124,11 +126,34 @@ pub fn recorded_comments(promotions: &[Promotion]) -> std::collections::BTreeSet
         .filter_map(|p| p.status.as_ref())
         .flat_map(|s| s.history.iter())
         .filter(|h| h.event == COMMAND_EVENT)
-        .filter_map(|h| {
-            let rest = h.message.strip_prefix("comment ")?;
-            rest.split(':').next()?.parse().ok()
-        })
+        .filter_map(|h| record_of(&h.message).map(|(id, _, _)| id))
         .collect()
+}
+
+/// The answers on record for comment `id`, by line, in line order.
+pub fn recorded_answers(promotions: &[Promotion], id: u64) -> Vec<(usize, String)> {
+    let mut answers: Vec<(usize, String)> = promotions
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.history.iter())
+        .filter(|h| h.event == COMMAND_EVENT)
+        .filter_map(|h| record_of(&h.message))
+        .filter(|(comment, _, _)| *comment == id)
+        .map(|(_, line, answer)| (line, answer.to_string()))
+        .collect();
+    answers.sort_by_key(|(line, _)| *line);
+    answers.dedup_by_key(|(line, _)| *line);
+    answers
+}
+
+/// The comment, line and answer of a command's record
+/// (`comment <id>, line <n>: <command> — <answer>`).
+fn record_of(message: &str) -> Option<(u64, usize, &str)> {
+    let rest = message.strip_prefix("comment ")?;
+    let (id, rest) = rest.split_once(", line ")?;
+    let (line, rest) = rest.split_once(": ")?;
+    let (_, answer) = rest.split_once(" — ")?;
+    Some((id.parse().ok()?, line.parse().ok()?, answer))
 }
 
 /// A Promotion whose stage's SLOs are watched after it was promoted
@@ -719,7 +744,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         };
         if let Some(target) = record_target(&book, given.revision.as_deref(), given.command.stage()) {
             let message = match given.comment {
-                Some(id) => format!("comment {id}: {} — {answer}", given.command.text()),
+                Some((id, line)) => format!("comment {id}, line {line}: {} — {answer}", given.command.text()),
                 None => format!("{} — {answer}", given.command.text()),
             };
             push_history(

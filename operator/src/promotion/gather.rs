@@ -304,6 +304,7 @@ async fn read_github(
             judges: &judges,
         };
         commands_of(thread, &comments, &recorded, &people, &tallies, found);
+        unanswered(thread, &comments, &recorded, promotions, found);
     }
     found.github = Some(github);
     Ok(())
@@ -440,13 +441,18 @@ pub struct Reply {
     pub login: String,
     /// Its command lines.
     pub parsed: Vec<Parsed>,
-    /// For each command line, its index in [`Found::commands`].
+    /// For each command line, its index in [`Found::commands`] (or in
+    /// `recorded`).
     pub commands: Vec<usize>,
+    /// The answers on record, when the comment was acted on before and only
+    /// its reply is missing.
+    pub recorded: Option<Vec<String>>,
 }
 
 impl Reply {
     /// The reply's text, given the decision's answers (aligned with the commands).
     pub fn text(&self, answers: &[String]) -> Option<String> {
+        let answers = self.recorded.as_deref().unwrap_or(answers);
         let mut index = self.commands.iter();
         let mut lines = self.parsed.iter().map(|p| (p, index.next()));
         // chatops::reply asks for the commands' answers in order; problems it words itself.
@@ -510,7 +516,7 @@ pub fn commands_of(
                 command,
                 by: c.login.clone(),
                 at: c.created_at,
-                comment: Some(c.id),
+                comment: Some((c.id, line.line)),
                 revision: Some(thread.revision.clone()),
             });
         }
@@ -520,8 +526,49 @@ pub fn commands_of(
             login: c.login.clone(),
             parsed,
             commands: indices,
+            recorded: None,
         });
     }
+}
+
+/// The comments acted on whose reply is not on GitHub (the operator stopped
+/// between the record and the reply): their reply, written again from the
+/// answers on record, so every command comment gets its one reply.
+pub fn unanswered(
+    thread: &Thread,
+    comments: &[crate::github::PullComment],
+    recorded: &BTreeSet<u64>,
+    promotions: &[Promotion],
+    found: &mut Found,
+) {
+    let answered: BTreeSet<u64> = comments.iter().filter_map(|c| replied_to(&c.body)).collect();
+    for c in comments {
+        if c.created_at < thread.since || !recorded.contains(&c.id) || answered.contains(&c.id) {
+            continue;
+        }
+        let parsed = chatops::parse(&c.body);
+        let answers = pipeline::recorded_answers(promotions, c.id);
+        // Edited since it was acted on: what it says now is not what was answered.
+        let lines: Vec<usize> = parsed.iter().map(|p| p.line).collect();
+        if parsed.is_empty() || lines != answers.iter().map(|(l, _)| *l).collect::<Vec<_>>() {
+            continue;
+        }
+        found.replies.push(Reply {
+            number: thread.number,
+            comment: c.id,
+            login: c.login.clone(),
+            commands: (0..parsed.len()).collect(),
+            parsed,
+            recorded: Some(answers.into_iter().map(|(_, a)| a).collect()),
+        });
+    }
+}
+
+/// The comment a reply answers, from its marker.
+fn replied_to(body: &str) -> Option<u64> {
+    let start = body.find("<!-- winky:reply:")? + "<!-- winky:reply:".len();
+    let rest = &body[start..];
+    rest[..rest.find(" -->")?].parse().ok()
 }
 
 /// The pipeline's command for `command`, and whether it asks for the
@@ -780,7 +827,7 @@ mod tests {
         // Production's expression admits alice only.
         assert_eq!(outcome(&c[0]), Some("not done: not eligible under the policy"));
         assert_eq!(c[1].command, Command::Promote("production".into()));
-        assert_eq!(c[1].comment, Some(2));
+        assert_eq!(c[1].comment, Some((2, 1)));
         assert_eq!(c[1].revision.as_deref(), Some("r-1"));
         // The author and an agent never, whatever the stage.
         assert_eq!(outcome(&c[2]), Some("not done: you opened this pull request"));
@@ -977,6 +1024,62 @@ mod tests {
     fn reviews_in_other_states_are_not_events() {
         let events = events_of(&[], &[review(70, "alice", "PENDING", HEAD, 10)], &[]);
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_reply_lost_after_the_record_is_written_again_from_it() {
+        let promotion: Promotion = serde_json::from_value(serde_json::json!({
+            "apiVersion": "winky.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "notes-production-r-1", "namespace": "n"},
+            "spec": {"app": "notes", "stage": "production", "revision": {"id": "r-1", "image": "notes:1"}},
+            "status": {"history": [
+                {"at": "2027-01-15T08:00:10Z", "event": "Command", "actor": "alice",
+                 "message": "comment 7, line 2: /promote production — promoted r-1 into production"},
+                {"at": "2027-01-15T08:00:10Z", "event": "Command", "actor": "alice",
+                 "message": "comment 7, line 1: /hold — held 1 promotion(s)"},
+            ]},
+        }))
+        .unwrap();
+        let thread = Thread {
+            number: 7,
+            revision: "r-1".into(),
+            since: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        };
+        let asked = comment(7, "alice", "/hold\n/promote production", 10);
+        let recorded: BTreeSet<u64> = [7].into();
+        let mut found = Found::default();
+        unanswered(
+            &thread,
+            std::slice::from_ref(&asked),
+            &recorded,
+            std::slice::from_ref(&promotion),
+            &mut found,
+        );
+        assert_eq!(found.replies.len(), 1);
+        assert!(found.commands.is_empty(), "nothing is acted on again");
+        let text = found.replies[0].text(&[]).unwrap();
+        assert!(text.contains("line 1, `/hold`: held 1 promotion(s)"), "{text}");
+        assert!(
+            text.contains("line 2, `/promote production`: promoted r-1 into production"),
+            "{text}"
+        );
+        // Answered already: nothing to write.
+        let reply = comment(8, "winky-bot", &format!("{text}\n\n<!-- winky:reply:7 -->"), 11);
+        let mut found = Found::default();
+        unanswered(
+            &thread,
+            &[asked.clone(), reply],
+            &recorded,
+            std::slice::from_ref(&promotion),
+            &mut found,
+        );
+        assert!(found.replies.is_empty());
+        // Edited since: what it says is not what was answered.
+        let mut edited = asked;
+        edited.body = "/hold".into();
+        let mut found = Found::default();
+        unanswered(&thread, &[edited], &recorded, &[promotion], &mut found);
+        assert!(found.replies.is_empty());
     }
 
     #[test]

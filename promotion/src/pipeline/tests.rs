@@ -533,7 +533,7 @@ fn approvals_not_read_this_time_keep_what_the_gate_said() {
 
 fn from_comment(command: Command, by: &str, t: i64, comment: u64, rev: &str) -> Given {
     Given {
-        comment: Some(comment),
+        comment: Some((comment, 1)),
         revision: Some(rev.into()),
         ..given(command, by, t)
     }
@@ -590,7 +590,7 @@ fn every_command_is_recorded_once_with_its_comment_and_answer() {
     assert_eq!(commands[0].actor, "dana");
     assert_eq!(
         commands[0].message,
-        "comment 901: /approve production — not counted: you opened this pull request"
+        "comment 901, line 1: /approve production — not counted: you opened this pull request"
     );
     assert_eq!(commands[1].at, at(6).to_string());
     assert_eq!(recorded_comments(&w.promotions), [901, 902].into_iter().collect());
