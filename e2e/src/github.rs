@@ -363,6 +363,25 @@ impl GitHubDouble {
         push_comment(&mut recorded, number, author, body).id
     }
 
+    /// Edits comment `id` to read `body`, as its author would on GitHub: its
+    /// `updated_at` moves (at least a second past `created_at`, GitHub's
+    /// times having whole seconds).
+    pub fn edit_comment(&self, id: u64, body: &str) {
+        let mut recorded = self.shared.lock();
+        let comment = recorded
+            .comments
+            .iter_mut()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("GitHubDouble::edit_comment: there is no comment {id}"));
+        let created: jiff::Timestamp = comment
+            .created_at
+            .parse()
+            .expect("the double writes RFC 3339 times");
+        let edited = jiff::Timestamp::now().max(created + jiff::SignedDuration::from_secs(1));
+        comment.body = body.into();
+        comment.updated_at = edited.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    }
+
     /// Every commit status set, oldest first.
     pub fn statuses(&self) -> Vec<CommitStatus> {
         self.shared.lock().statuses.clone()

@@ -251,7 +251,19 @@ impl Env {
     /// operator (a signed `issue_comment` delivery). Returns the comment's id.
     fn comment(&self, number: u64, login: &str, body: &str) -> u64 {
         let id = self.github.add_comment(number, login, body);
+        self.comment_delivered(number, id, login, body, "created");
+        id
+    }
+
+    /// `login` edits comment `id` to read `body`, and GitHub tells the operator.
+    fn edit(&self, number: u64, id: u64, login: &str, body: &str) {
+        self.github.edit_comment(id, body);
+        self.comment_delivered(number, id, login, body, "edited");
+    }
+
+    fn comment_delivered(&self, number: u64, id: u64, login: &str, body: &str, action: &str) {
         let mut payload = winky_e2e::webhook::example("issue_comment-created.json");
+        payload["action"] = serde_json::json!(action);
         payload["issue"]["number"] = serde_json::json!(number);
         payload["issue"]["pull_request"] = serde_json::json!({
             "url": format!("https://api.github.com/repos/acme/apps/pulls/{number}"),
@@ -270,7 +282,6 @@ impl Env {
         )
         .unwrap();
         assert_eq!(answer.status, 202, "{answer:?}");
-        id
     }
 
     /// The operator's reply to comment `id`, once posted.
@@ -1184,5 +1195,145 @@ async fn approving_reviews_count_on_the_head_commit_and_a_dismissed_one_is_withd
         "the reviews were read from GitHub"
     );
     let problems = validate_exchanges(&exchanges).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The adversarial cases of approvals, each refused with a record: another
+/// agent approves; an old comment is edited into `/approve`; an approval
+/// given for one revision is carried over to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approvals_that_must_not_count_are_refused_on_record() {
+    use winky_crds::promotion::{Phase, Promotion};
+    let env = Env::start("adversary").await;
+    env.stalled_with("NotMerged").await;
+    let policy = env
+        .set_policy(serde_json::json!({
+            "agents": {"logins": [AGENT, "helper-agent"],
+                       "branchPattern": "^winky/(feat|fix)-[a-z0-9]+(-[a-z0-9]+){0,4}-[0-9a-f]{6,}$"},
+            "approvers": {"logins": ["alice", "bob", "helper-agent"]},
+            "stages": [
+                {"name": "preview", "autoPromote": true},
+                {"name": "production", "autoPromote": true, "gates": {"approvals": {"count": 1}}},
+            ],
+        }))
+        .await;
+    let app = |image: &str| {
+        app_yaml(image).replace("  port: 8080\n", &format!("  port: 8080\n  policy: {policy}\n"))
+    };
+    let (first, merge) = env
+        .merged_by(
+            "winky/feat-notes-app-0a1b2c3d",
+            &[("deploy/notes.yaml", &app("notes:1"))],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+    let promotions: Api<Promotion> = Api::namespaced(env.client.clone(), env.ns.name());
+    let waiting_for = |number: u64| {
+        let promotions = promotions.clone();
+        async move {
+            eventually(
+                &format!("production of #{number} awaiting approval"),
+                WAIT,
+                || async {
+                    promotions
+                        .list(&ListParams::default())
+                        .await
+                        .ok()?
+                        .items
+                        .into_iter()
+                        .find(|p| {
+                            p.spec.stage == "production"
+                                && p.spec.revision.pull_request == Some(number as i64)
+                                && p.status
+                                    .as_ref()
+                                    .is_some_and(|s| s.phase == Phase::AwaitingApproval)
+                        })
+                },
+            )
+            .await
+        }
+    };
+    let production = waiting_for(first).await;
+    let name = production.metadata.name.clone().unwrap();
+
+    // Another agent (named an approver too, by mistake): never counts.
+    let agent = env.comment(first, "helper-agent", "/approve");
+    env.reply_to(first, agent, "not counted: agents never approve")
+        .await;
+    // An old comment edited into /approve: never an approval, never a command.
+    let old = env.comment(first, "bob", "Looks reasonable.");
+    env.edit(first, old, "bob", "/approve");
+    env.reply_to(
+        first,
+        old,
+        "not done: an edited comment is never read as a command",
+    )
+    .await;
+    let refused = eventually("both refusals on record", WAIT, || async {
+        let approvals = promotions.get(&name).await.ok()?.status?.approvals;
+        (approvals.len() >= 2).then_some(approvals)
+    })
+    .await;
+    let verdicts: Vec<(&str, &str)> = refused
+        .iter()
+        .map(|a| (a.login.as_str(), a.counted.as_deref().unwrap_or_default()))
+        .collect();
+    assert!(
+        verdicts.contains(&("helper-agent", "not counted: agents never approve")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("bob", "not counted: an edit never adds an approval")),
+        "{verdicts:?}"
+    );
+    let status = promotions.get(&name).await.unwrap().status.unwrap();
+    assert_eq!(status.phase, Phase::AwaitingApproval);
+
+    // alice approves revision 1: promoted.
+    env.comment(first, "alice", "/approve");
+    eventually("revision 1 promoted", WAIT, || async {
+        let phase = promotions.get(&name).await.ok()?.status?.phase;
+        (phase == Phase::Promoted).then_some(())
+    })
+    .await;
+
+    // Revision 2, from another pull request: alice's approval of revision 1
+    // does not carry over; it waits for its own.
+    let (second, merge) = env
+        .merged_by(
+            "winky/feat-notes-two-4e5f6a7b",
+            &[("deploy/notes.yaml", &app("notes:2"))],
+            "alice",
+        )
+        .await;
+    env.applied(&merge).await;
+    let next = waiting_for(second).await;
+    assert_ne!(next.spec.revision.id, production.spec.revision.id);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let next = promotions
+        .get(&next.metadata.name.clone().unwrap())
+        .await
+        .unwrap();
+    let status = next.status.unwrap();
+    assert_eq!(status.phase, Phase::AwaitingApproval);
+    let gate = status.gates.iter().find(|g| g.name == "approvals").unwrap();
+    assert_eq!((gate.have, gate.need), (Some(0), Some(1)), "{gate:?}");
+    // Every command on record with who gave it.
+    let history: Vec<(String, String)> = promotions
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.status)
+        .flat_map(|s| s.history)
+        .filter(|h| h.event == "Command")
+        .map(|h| (h.actor, h.message))
+        .collect();
+    for who in ["helper-agent", "bob", "alice"] {
+        assert!(history.iter().any(|(by, _)| by == who), "{who}: {history:#?}");
+    }
+    let problems = validate_exchanges(&env.github.exchanges()).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
