@@ -233,6 +233,51 @@ fn entered(status: &PromotionStatus) -> Option<Timestamp> {
         .and_then(|h| h.at.parse().ok())
 }
 
+/// The most revision snapshots an App keeps beyond the ones still needed.
+pub const SNAPSHOT_HISTORY: usize = 10;
+
+/// The snapshots (revision ids, oldest first) an App no longer needs: all
+/// but the newest [`SNAPSHOT_HISTORY`], never one a stage runs, one still
+/// moving through the stages, or one a stage would go back to on a
+/// rollback (its latest retired revision).
+pub fn snapshots_to_prune<'a>(snapshots: &[&'a str], promotions: &[Promotion]) -> Vec<&'a str> {
+    let mut needed: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut latest_retired: BTreeMap<&str, (Option<Timestamp>, &str)> = BTreeMap::new();
+    for p in promotions {
+        let Some(status) = p.status.as_ref() else {
+            needed.insert(&p.spec.revision.id);
+            continue;
+        };
+        match status.phase {
+            Phase::Retired => {
+                let retired = status
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|h| h.event == "Retired")
+                    .and_then(|h| h.at.parse::<Timestamp>().ok());
+                let entry = latest_retired
+                    .entry(p.spec.stage.as_str())
+                    .or_insert((retired, &p.spec.revision.id));
+                if retired > entry.0 {
+                    *entry = (retired, &p.spec.revision.id);
+                }
+            }
+            phase if phase == Phase::Promoted || !phase.is_final() => {
+                needed.insert(&p.spec.revision.id);
+            }
+            _ => {}
+        }
+    }
+    needed.extend(latest_retired.values().map(|(_, id)| *id));
+    let keep_from = snapshots.len().saturating_sub(SNAPSHOT_HISTORY);
+    snapshots[..keep_from]
+        .iter()
+        .copied()
+        .filter(|id| !needed.contains(id))
+        .collect()
+}
+
 /// A rollback the decision made, for the operator to report (a pull-request
 /// comment, a metric, the commit status).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -70,6 +70,8 @@ pub struct PromotionContext {
     pub promotions: Store<Promotion>,
     /// Every PromotionPolicy.
     pub policies: Store<PromotionPolicy>,
+    /// Every revision snapshot (ControllerRevision) the operator manages.
+    pub kept: Store<ControllerRevision>,
     /// Resolves once the caches above have listed.
     pub listed: Listed,
     /// Revisions already kept as ControllerRevisions, by App uid: one apply
@@ -119,7 +121,7 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
     let Some(revision) = app.status.as_ref().and_then(|s| s.revision.clone()) else {
         return Ok((ReconcileResult::Success, Action::await_change()));
     };
-    keep_snapshot(app, &namespace, &revision, ctx).await?;
+    let kept = keep_snapshot(app, &namespace, &revision, ctx).await?;
 
     let name = app.name_any();
     let promotions: Vec<Promotion> = ctx
@@ -129,6 +131,9 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
         .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.app == name)
         .map(|p| p.as_ref().clone())
         .collect();
+    if kept {
+        prune_snapshots(app, &namespace, &promotions, ctx).await?;
+    }
     let now = Timestamp::now();
     let found = gather::github(app, &policy, &promotions, ctx).await;
     if let Some(problem) = &found.problem {
@@ -199,13 +204,14 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
     Ok((ReconcileResult::Success, action))
 }
 
-/// Keeps `revision` of `app` as a ControllerRevision the App owns, once.
+/// Keeps `revision` of `app` as a ControllerRevision the App owns, once;
+/// `true` the first time this operator keeps it.
 async fn keep_snapshot(
     app: &App,
     namespace: &str,
     revision: &winky_crds::common::RevisionRef,
     ctx: &PromotionContext,
-) -> Result<()> {
+) -> Result<bool> {
     let key = (app.uid().unwrap_or_default(), revision.id.clone());
     if ctx
         .snapshots
@@ -213,7 +219,7 @@ async fn keep_snapshot(
         .unwrap_or_else(|e| e.into_inner())
         .contains(&key)
     {
-        return Ok(());
+        return Ok(false);
     }
     let name = snapshot_name(&app.name_any(), &revision.id);
     let snapshot = RevisionSnapshot {
@@ -265,6 +271,58 @@ async fn keep_snapshot(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key);
+    Ok(true)
+}
+
+/// Deletes the snapshots of `app` it no longer needs
+/// (`winky_promotion::pipeline::snapshots_to_prune`): a bounded history.
+/// Looked at when a new revision was kept, so once per revision.
+async fn prune_snapshots(
+    app: &App,
+    namespace: &str,
+    promotions: &[Promotion],
+    ctx: &PromotionContext,
+) -> Result<()> {
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.core.client.clone(), namespace);
+    let mut kept: Vec<Arc<ControllerRevision>> = ctx
+        .kept
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        // Owned by this App (a namesake App deleted and created again owns
+        // none of its predecessor's).
+        .filter(|s| {
+            s.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == app.uid().as_ref())
+        })
+        .collect();
+    kept.sort_by_key(|s| s.revision);
+    let revisions: Vec<(String, String)> = kept
+        .iter()
+        .filter_map(|s| {
+            let data = s.data.as_ref()?;
+            let snapshot: RevisionSnapshot = serde_json::from_value(data.0.clone()).ok()?;
+            Some((snapshot.revision.id, s.name_any()))
+        })
+        .collect();
+    let ids: Vec<&str> = revisions.iter().map(|(id, _)| id.as_str()).collect();
+    for id in pipeline::snapshots_to_prune(&ids, promotions) {
+        let Some((_, name)) = revisions.iter().find(|(r, _)| r == id) else {
+            continue;
+        };
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => info!(snapshot = %name, "pruned"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: "ControllerRevision".into(),
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
     Ok(())
 }
 

@@ -59,8 +59,10 @@ pub fn controller(
             caches.apps.listed.part(),
             caches.policies.listed.part(),
             caches.promotions.listed.part(),
+            caches.snapshots.listed.part(),
         ]),
         promotions: caches.promotions.store.clone(),
+        kept: caches.snapshots.store.clone(),
         policies: caches.policies.store.clone(),
         snapshots: Mutex::default(),
     });

@@ -781,3 +781,30 @@ fn a_promotion_whose_first_status_was_lost_is_recorded_late() {
     let quiet = w.step(Some(&r1), None, &[], at(6));
     assert!(quiet.statuses.is_empty(), "{quiet:?}");
 }
+
+#[test]
+fn old_snapshots_go_but_never_one_a_stage_runs_or_would_go_back_to() {
+    let mut w = World::new();
+    w.stages.truncate(1);
+    let ids: Vec<String> = (0..14).map(|i| format!("r-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        w.step(
+            Some(&revision(id)),
+            Some(&emulator(id, true)),
+            &[],
+            at(i as i64 * 10),
+        );
+    }
+    // r-13 runs, r-12 is the rollback target; r-0 is still being verified
+    // in a stage of its own (as if a second stage held it).
+    w.promotions[0].status.as_mut().unwrap().phase = Phase::Verifying;
+    let snapshots: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let pruned = snapshots_to_prune(&snapshots, &w.promotions);
+    assert_eq!(
+        pruned,
+        ["r-1", "r-2", "r-3"],
+        "the 10 newest stay, and r-0 still moves"
+    );
+    // Fewer than the history: nothing goes.
+    assert!(snapshots_to_prune(&snapshots[10..], &w.promotions).is_empty());
+}
