@@ -201,7 +201,7 @@ fn app_spec(plan: &Plan, options: &Options) -> AppSpec {
         }),
         ingress: AppIngress {
             public: true,
-            from_namespaces: vec![],
+            ..AppIngress::default()
         },
         runtime: Some(AppRuntime {
             auth,

@@ -44,14 +44,18 @@ use crate::common::{Condition, EgressRule, EnvVar, Probes, Resources, RevisionRe
 #[x_kube(validation = CelRule::new("!has(self.env) || !has(self.secrets) || self.secrets.all(s, !self.env.exists(e, e.name == s.name))").message("a name cannot be both in env and in secrets"))]
 #[serde(rename_all = "camelCase")]
 pub struct AppSpec {
-    /// Container image. A tag is accepted; a digest (`name@sha256:…`) is what
+    /// Container image, with a tag (`registry.example/notes:1.2.0`) or a
+    /// digest (`name@sha256:…`); one with neither is refused. A digest is what
     /// gets promoted, so prefer one.
     #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    #[x_kube(validation = CelRule::new(IMAGE_REFERENCE).message(IMAGE_REFERENCE_MESSAGE))]
     pub image: String,
-    /// TCP port the container listens on; the Service exposes the same port.
+    /// TCP port the container listens on, 1 to 65535; the Service exposes the
+    /// same port.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Number of pods. A PodDisruptionBudget is created when more than one.
+    /// Number of pods, 0 to 100; default 1. A PodDisruptionBudget is created
+    /// when more than one.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
@@ -78,13 +82,15 @@ pub struct AppSpec {
     #[x_kube(validation = CelRule::new(RESERVED_ENV).message(RESERVED_SECRETS_MESSAGE))]
     #[schemars(length(max = 64))]
     pub secrets: Vec<SecretEnv>,
-    /// CPU and memory limits of the container.
+    /// CPU and memory limits of the container; by default `250m` of CPU and
+    /// `256Mi` of memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
     /// HTTP health probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<Probes>,
-    /// Who may call the app. By default only pods of the same namespace.
+    /// Who may call the app, and whether an Ingress serves it from outside the
+    /// cluster. By default only pods of the same namespace.
     #[serde(default)]
     pub ingress: AppIngress,
     /// Destinations the app may reach besides cluster DNS. Empty means none.
@@ -116,17 +122,54 @@ pub const RESERVED_ENV_MESSAGE: &str = "env may not set PORT or WINKY_* variable
 /// Why [`RESERVED_ENV`] refused `secrets`.
 pub const RESERVED_SECRETS_MESSAGE: &str = "secrets may not be named PORT or WINKY_*: the runtime sets those variables (PORT is the port, WINKY_APP, WINKY_REVISION and the others describe the deployment)";
 
+/// CEL over an image reference: it names a tag (`:1.2.0` after the last
+/// `/`) or a digest (`@sha256:…`).
+pub const IMAGE_REFERENCE: &str = "self.matches('@[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$') || self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')";
+/// Why [`IMAGE_REFERENCE`] refused an image.
+pub const IMAGE_REFERENCE_MESSAGE: &str = "image must name a tag (name:1.2.0) or a digest (name@sha256:...): without either it is whatever the registry's latest is when a node pulls it, and the revision would not say what runs";
+
 fn default_replicas() -> i32 {
     1
 }
 
-/// Which callers the app's NetworkPolicy admits.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// Which callers the app's NetworkPolicy admits, and the Ingress of a public app.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = CelRule::new("!has(self.tlsSecret) || has(self.host)").message("ingress.tlsSecret needs ingress.host: the certificate is served for that host"))]
 pub struct AppIngress {
-    /// Admit traffic from anywhere, inside or outside the cluster.
+    /// Admit traffic from anywhere, inside or outside the cluster, and serve
+    /// the app through an Ingress (`/` to the app, each HTTP Function's path
+    /// to the function). Default false: no Ingress, only the namespaces below.
     #[serde(default)]
     pub public: bool,
+    /// Host name the Ingress answers (`notes.example.com`, or `*.example.com`);
+    /// every host when unset. `{stage}` is replaced by the stage's name
+    /// (`default` without a PromotionPolicy), to give each stage its own host.
+    /// Used only when `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^(\*\.)?(([a-z0-9-]|\{stage\})+\.)*([a-z0-9-]|\{stage\})+$")
+    )]
+    pub host: Option<String>,
+    /// Name of a Secret of type `kubernetes.io/tls` (in the namespace the
+    /// stage runs in) holding the certificate of `host`: the Ingress
+    /// terminates TLS with it. Needs `host`. Used only when `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub tls_secret: Option<String>,
+    /// IngressClass of the Ingress. When unset, the operator's
+    /// `--ingress-class`; when neither is set, the cluster's default class.
+    /// Used only when `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub class_name: Option<String>,
     /// Also admit pods of these namespaces (by name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
@@ -152,13 +195,14 @@ pub struct AppRuntime {
 /// End-user authentication providers.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct AuthSpec {
-    /// Sign-in methods offered to end users.
+    /// Sign-in methods offered to end users: any of `email`, `google`,
+    /// `github`, `phone` and `anonymous`. Default none.
     #[serde(default)]
     #[schemars(length(max = 8))]
     pub providers: Vec<AuthProvider>,
 }
 
-/// A sign-in method.
+/// A sign-in method: `email`, `google`, `github`, `phone` or `anonymous`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthProvider {
@@ -193,7 +237,8 @@ pub struct Field {
     /// Field name.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$"))]
     pub name: String,
-    /// Field type.
+    /// Field type: `string`, `number`, `boolean`, `timestamp`, `array`, `map`
+    /// or `reference`.
     #[serde(rename = "type")]
     pub type_: FieldType,
     /// Whether every document must carry the field.
@@ -225,7 +270,7 @@ pub enum FieldType {
 /// Object storage buckets.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct StorageSpec {
-    /// Buckets, unique by name.
+    /// Buckets, unique by name. Default none.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(max = 32))]

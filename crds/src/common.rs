@@ -14,7 +14,7 @@ pub struct EnvVar {
     /// Variable name, as a C identifier (`LOG_LEVEL`).
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
-    /// Literal value.
+    /// Literal value; by default empty.
     #[serde(default)]
     #[schemars(length(max = 4096))]
     pub value: String,
@@ -71,12 +71,14 @@ pub struct LocalSecretRef {
 /// scheduler's view and the OOM killer's agree.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct Resources {
-    /// CPU limit as a Kubernetes quantity (`250m`, `1`).
+    /// CPU limit (and request) as a Kubernetes quantity (`250m`, `1`); an
+    /// App's default is `250m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = CelRule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("cpu must be a positive quantity such as 250m"))]
     #[schemars(length(max = 32))]
     pub cpu: Option<String>,
-    /// Memory limit (and request) as a Kubernetes quantity (`256Mi`).
+    /// Memory limit (and request) as a Kubernetes quantity (`256Mi`); an
+    /// App's default is `256Mi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = CelRule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("memory must be a positive quantity such as 256Mi"))]
     #[schemars(length(max = 32))]
@@ -91,7 +93,7 @@ pub struct EgressRule {
     /// Destination IP range in CIDR notation.
     #[schemars(length(min = 1, max = 64))]
     pub cidr: String,
-    /// Destination TCP ports; empty means every port.
+    /// Destination TCP ports, each 1 to 65535; empty means every port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(range(min = 1, max = 65535)))]
     pub ports: Vec<i32>,

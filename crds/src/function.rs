@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[allow(unused_imports)] // used inside x_kube attributes
-use crate::app::{APP_NAME, APP_NAME_MESSAGE, RESERVED_ENV, RESERVED_ENV_MESSAGE, RESERVED_SECRETS_MESSAGE};
+use crate::app::{
+    APP_NAME, APP_NAME_MESSAGE, IMAGE_REFERENCE, IMAGE_REFERENCE_MESSAGE, RESERVED_ENV, RESERVED_ENV_MESSAGE,
+    RESERVED_SECRETS_MESSAGE,
+};
 use crate::common::{Condition, EgressRule, EnvVar, SecretEnv};
 
 /// A function of an App, run in a hardened sandbox: by default 512Mi of memory,
@@ -44,8 +47,10 @@ pub struct FunctionSpec {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = CelRule::new(APP_NAME).message(APP_NAME_MESSAGE))]
     pub app: String,
-    /// Container image of the function.
+    /// Container image of the function, with a tag (`name:1.2.0`) or a
+    /// digest (`name@sha256:…`); one with neither is refused.
     #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    #[x_kube(validation = CelRule::new(IMAGE_REFERENCE).message(IMAGE_REFERENCE_MESSAGE))]
     pub image: String,
     /// Entrypoint override.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -57,21 +62,21 @@ pub struct FunctionSpec {
     pub args: Vec<String>,
     /// What runs the function: exactly one of http, schedule or document.
     pub trigger: Trigger,
-    /// Memory limit, between 64Mi and 4Gi.
+    /// Memory limit (and request), between 64Mi and 4Gi; default 512Mi.
     #[serde(default = "default_memory")]
     #[x_kube(validation = CelRule::new("isQuantity(self) && quantity(self).compareTo(quantity('64Mi')) >= 0 && quantity(self).compareTo(quantity('4Gi')) <= 0").message("memory must be a quantity between 64Mi and 4Gi"))]
     #[schemars(length(max = 32))]
     pub memory: String,
-    /// CPU limit, at most 4 cores.
+    /// CPU limit (and request), above 0 and at most 4 cores; default 500m.
     #[serde(default = "default_cpu")]
     #[x_kube(validation = CelRule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0')) && quantity(self).compareTo(quantity('4')) <= 0").message("cpu must be a quantity above 0 and at most 4"))]
     #[schemars(length(max = 32))]
     pub cpu: String,
-    /// Wall-clock limit of one invocation, in seconds.
+    /// Wall-clock limit of one invocation, in seconds: 1 to 900, default 30.
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 900))]
     pub timeout_seconds: i32,
-    /// Network access. None by default.
+    /// Network access. None by default (`{}`: no egress at all).
     #[serde(default)]
     pub network: FunctionNetwork,
     /// Plain environment variables, unique by name. `PORT` and `WINKY_*` are
@@ -124,10 +129,14 @@ pub struct Trigger {
 }
 
 /// An HTTP route.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct HttpTrigger {
-    /// Path prefix routed to the function, for example `/api/resize`.
+    /// Path prefix routed to the function, for example `/api/resize`: on the
+    /// App's Ingress when the App is public (up to its first `{…}` segment),
+    /// and in its runtime config. `/` is the App's own and cannot be taken.
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^/[A-Za-z0-9_.~/{}\-]*$"))]
+    #[x_kube(validation = CelRule::new("self != '/' && !self.startsWith('/{')").message("a Function's path must start with a literal segment, such as /api/resize: / (and whatever a template such as /{id} matches) is the App's own on its Ingress"))]
+    #[x_kube(validation = CelRule::new("!self.contains('//') && !self.contains('/./') && !self.contains('/../') && !self.endsWith('/.') && !self.endsWith('/..')").message("path may not contain //, /./ or /../ nor end with /. or /..: an Ingress refuses such paths"))]
     pub path: String,
 }
 
@@ -145,15 +154,18 @@ pub struct ScheduleTrigger {
 /// Document events of a collection.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct DocumentTrigger {
-    /// Collection of the owning App.
-    #[schemars(length(min = 1, max = 63))]
+    /// A collection the owning App declares in `spec.runtime.collections`;
+    /// the operator refuses the Function (`Ready=False`, reason
+    /// `CollectionNotFound`) while the App declares no such collection.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z][a-zA-Z0-9_]*$"))]
     pub collection: String,
-    /// Events that invoke the function.
+    /// Events that invoke the function: one to three of `create`, `update`
+    /// and `delete`.
     #[schemars(length(min = 1, max = 3))]
     pub events: Vec<DocumentEvent>,
 }
 
-/// A change to a document.
+/// A change to a document: `create`, `update` or `delete`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DocumentEvent {
@@ -206,7 +218,7 @@ pub struct FunctionInput {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionExpect {
-    /// Expected exit code.
+    /// Expected exit code; default 0.
     #[serde(default)]
     pub exit_code: i32,
     /// Text that standard output must contain.

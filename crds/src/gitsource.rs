@@ -39,21 +39,23 @@ pub struct GitSourceSpec {
         regex(pattern = r"^(https?|ssh|git|file)://\S+$")
     )]
     pub url: String,
-    /// The protected branch. Nothing else is ever applied.
+    /// The protected branch; default `main`. Nothing else is ever applied.
     #[serde(default = "default_branch")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9._/\-]+$"))]
     #[x_kube(validation = CelRule::new("!self.startsWith('winky/')").message("branch must be the protected branch, never an agent's winky/ branch"))]
     pub branch: String,
-    /// Directory inside the repository that holds the manifests.
+    /// Directory inside the repository that holds the manifests; default
+    /// `./`, the whole repository.
     #[serde(default = "default_path")]
     #[schemars(length(max = 1024))]
     #[x_kube(validation = CelRule::new("!self.contains('..')").message("path must stay inside the repository"))]
     pub path: String,
-    /// Fallback polling interval, as a duration (`1m`, `30s`).
+    /// Fallback polling interval, as a duration (`1m`, `30s`); default `1m`.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub interval: String,
-    /// Delete objects that were applied from the repository and are no longer in it.
+    /// Delete objects that were applied from the repository and are no longer
+    /// in it; default true.
     #[serde(default = "default_true")]
     pub prune: bool,
     /// Stop syncing without deleting anything.

@@ -48,7 +48,8 @@ pub struct AgentPolicy {
     #[schemars(length(max = 32), inner(length(min = 1, max = 64)))]
     pub logins: Vec<String>,
     /// Regular expression every agent branch must match. It must be anchored
-    /// and confine agents to `winky/` branches.
+    /// and confine agents to `winky/` branches. Default
+    /// `^winky/(feat|fix|chore|refactor|docs|test|perf)-[a-z0-9]+(-[a-z0-9]+){0,4}-[0-9a-f]{6,}$`.
     #[serde(default = "default_branch_pattern")]
     #[x_kube(validation = CelRule::new("self.startsWith('^winky/') && self.endsWith('$')").message("branchPattern must be anchored (^…$) and start with ^winky/"))]
     #[schemars(length(min = 9, max = 512))]
@@ -137,7 +138,7 @@ pub struct Gates {
 /// Approvals a revision needs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ApprovalGate {
-    /// Number of distinct eligible approvers.
+    /// Number of distinct eligible approvers, 1 to 10.
     #[schemars(range(min = 1, max = 10))]
     pub count: i32,
     /// CEL expression deciding whether an approval counts. It sees `approver`
@@ -179,7 +180,8 @@ pub struct SloGate {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackSpec {
-    /// Roll the stage back to the previous revision when an SLO is breached.
+    /// Roll the stage back to the previous revision when an SLO is breached;
+    /// default false.
     #[serde(default, rename = "onSLOBreach")]
     pub on_slo_breach: bool,
     /// How long after promotion the SLOs are watched (`30m`).

@@ -107,7 +107,9 @@ impl Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionStatus {
-    /// Current phase.
+    /// Current phase: `Pending` (the default), `Verifying`,
+    /// `AwaitingApproval`, `Promoting`, `Promoted`, `Rejected`, `RolledBack`,
+    /// `Superseded` or `Retired`.
     #[serde(default)]
     pub phase: Phase,
     /// Whether promotion is on hold (`/hold`).
@@ -140,7 +142,7 @@ pub struct GateResult {
     /// `emulator`, `approvals`, `slo` or `soak`.
     #[schemars(length(min = 1, max = 32))]
     pub name: String,
-    /// Current state.
+    /// Current state: `Pending`, `Waiting`, `Passed` or `Failed`.
     pub state: GateState,
     /// When the state was reached (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,7 +183,7 @@ pub struct Approval {
     /// GitHub login of the approver.
     #[schemars(length(min = 1, max = 64))]
     pub login: String,
-    /// Where it came from.
+    /// Where it came from: `comment` (`/approve`) or `review`.
     pub source: ApprovalSource,
     /// Link to the comment or review.
     #[serde(default, skip_serializing_if = "Option::is_none")]

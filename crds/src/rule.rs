@@ -115,7 +115,7 @@ pub struct RuleTest {
     /// The stored document, when one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<TestDocument>,
-    /// The decision the rules must reach.
+    /// The decision the rules must reach: `allow` or `deny`.
     pub expect: Decision,
 }
 
@@ -125,7 +125,7 @@ pub struct TestRequest {
     /// The signed-in user; absent for an anonymous request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<TestAuth>,
-    /// The operation.
+    /// The operation: `get`, `list`, `create`, `update` or `delete`.
     pub method: Method,
     /// Concrete document path, for example `/notes/n1`.
     #[schemars(length(min = 2, max = 1024), regex(pattern = r"^/"))]

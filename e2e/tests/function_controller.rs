@@ -40,7 +40,8 @@ async fn apply_app(client: &Client, ns: &str) -> App {
         client,
         ns,
         json!({"apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
-               "spec": {"image": "registry.example/notes:1", "port": 8080, "replicas": 1}}),
+               "spec": {"image": "registry.example/notes:1", "port": 8080, "replicas": 1,
+                        "runtime": {"collections": [{"name": "notes"}]}}}),
     )
     .await
 }

@@ -87,6 +87,8 @@ async fn the_operator_needs_no_more_than_its_rbac() {
         ("create", "namespaces"),
         ("delete", "configmaps"),
         ("delete", "networkpolicies.networking.k8s.io"),
+        ("watch", "ingresses.networking.k8s.io"),
+        ("delete", "ingresses.networking.k8s.io"),
     ] {
         eventually(
             &format!("the operator to be allowed to {verb} {what}"),

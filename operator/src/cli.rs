@@ -66,6 +66,12 @@ pub struct Args {
     #[arg(long, env = "VAULT_ADDR", value_name = "URL")]
     pub vault_addr: Option<String>,
 
+    /// IngressClass of the Ingress of a public App (`spec.ingress.public`) whose
+    /// `spec.ingress.className` is unset. Without it, the cluster's default
+    /// IngressClass serves such Ingresses.
+    #[arg(long, env = "WINKY_INGRESS_CLASS", value_name = "CLASS")]
+    pub ingress_class: Option<String>,
+
     /// A container engine's Docker API socket (podman: `hack/podman.sh start DIR` prints it).
     /// With it, every new revision of an App runs the emulator checks (Rule tests, Function
     /// test cases in a sandbox, the App's health probe) and the result goes to status.emulator.
@@ -157,6 +163,14 @@ mod tests {
         assert_eq!(args.emulator_concurrency, 4);
         let err = Args::try_parse_from(["winky-operator", "--emulator-concurrency", "0"]).unwrap_err();
         assert!(err.to_string().contains("--emulator-concurrency"), "{err}");
+    }
+
+    #[test]
+    fn the_ingress_class_is_optional() {
+        let args = Args::try_parse_from(["winky-operator"]).unwrap();
+        assert_eq!(args.ingress_class, None, "the cluster's default class");
+        let args = Args::try_parse_from(["winky-operator", "--ingress-class", "nginx"]).unwrap();
+        assert_eq!(args.ingress_class.as_deref(), Some("nginx"));
     }
 
     #[test]

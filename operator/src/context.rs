@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 pub struct Settings {
     /// Whether a Vault address was given.
     pub vault_configured: bool,
+    /// IngressClass of the Ingress of a public App that names none
+    /// (`--ingress-class`); the cluster's default class when `None`.
+    pub ingress_class: Option<String>,
 }
 
 /// What every controller's context holds: what the driver needs to write

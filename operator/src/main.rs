@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         settings: Settings {
             vault_configured: args.vault_addr.is_some(),
+            ingress_class: args.ingress_class.clone(),
         },
         leader: args
             .leader_elect

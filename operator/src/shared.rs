@@ -4,7 +4,7 @@
 //! | kind | read by | subscribed to by |
 //! |---|---|---|
 //! | App (+ by policy) | App (own), Function (its App) | App (own objects), Function (spec changes) |
-//! | Function (+ by App) | Function (own), emulator (bundle) | Function (own objects), App with the emulator (spec changes) |
+//! | Function (+ by App) | Function (own), emulator (bundle) | Function (own objects), App (spec changes: its Ingress routes and runtime config name its HTTP Functions) |
 //! | Rule (+ by App) | Rule (own, siblings), emulator (bundle) | Rule (own objects), App with the emulator (spec changes) |
 //! | PromotionPolicy | App (exists?), GitSource and pull requests (agents) | App (Apps that name it) |
 //! | Promotion (+ by App) | App (the revision Promoted into each stage) | App (their App) |

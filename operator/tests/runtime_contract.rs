@@ -114,7 +114,11 @@ fn the_documented_environment_is_what_the_builders_set() {
         },
     )
     .unwrap();
-    let app_env = env(&build::children(&plan).deployment.spec.unwrap().template);
+    let app_env = env(&build::children(&plan, &Default::default())
+        .deployment
+        .spec
+        .unwrap()
+        .template);
     let emulated = winky_emulator::functions::run_spec(
         &function("{http: {path: /resize}}"),
         &function("{http: {path: /resize}}").spec.tests[0],
@@ -186,7 +190,7 @@ fn the_documented_runtime_config_map_is_what_the_builders_write() {
         },
     )
     .unwrap();
-    let config_map = build::children(&plan).config_map;
+    let config_map = build::children(&plan, &Default::default()).config_map;
     let data = config_map.data.unwrap();
     let mut files: BTreeSet<String> = data.keys().cloned().collect();
     files.insert(RULES_KEY.to_string()); // the Rule controller's key of the same ConfigMap

@@ -3,7 +3,7 @@
 //! of the revision promoted into the stage), into the stage's namespace.
 //! No client here: every builder is unit-tested from YAML fixtures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
+    IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -37,6 +39,44 @@ pub const DEFAULT_MEMORY: &str = winky_crds::defaults::APP_MEMORY;
 pub const RUNTIME_DIR: &str = "/etc/winky";
 /// Key of the runtime configuration in the ConfigMap.
 pub const RUNTIME_KEY: &str = "runtime.json";
+/// The port of an HTTP Function's Service
+/// ([`crate::function::build::SERVICE_PORT`]).
+const FUNCTION_SERVICE_PORT: i32 = crate::function::build::SERVICE_PORT;
+
+/// An HTTP Function of the App: what its Ingress routes, and what its
+/// runtime configuration tells it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HttpFunction {
+    /// The Function's name; its Service is [`naming::function_child`].
+    pub name: String,
+    /// `spec.trigger.http.path`.
+    pub path: String,
+}
+
+/// What an App's children need besides its plan, read from the caches and
+/// the operator's flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Surroundings {
+    /// The App's Functions with an HTTP trigger (they run in the App's own
+    /// namespace only), sorted by name.
+    pub http_functions: Vec<HttpFunction>,
+    /// IngressClass of an Ingress whose App names none (`--ingress-class`).
+    pub ingress_class: Option<String>,
+}
+
+impl Surroundings {
+    /// The HTTP Functions a stage reaches: those of the App when the stage
+    /// runs in the App's namespace, where they run (an Ingress routes only to
+    /// Services of its own namespace, and a Function admits only the pods of
+    /// its namespace); none elsewhere.
+    fn functions<'s>(&'s self, plan: &Plan<'_>) -> &'s [HttpFunction] {
+        if plan.in_app_namespace() {
+            &self.http_functions
+        } else {
+            &[]
+        }
+    }
+}
 
 /// Every child of an App. Adding a field here breaks the exhaustive
 /// destructuring in `apply`, so a new child cannot be built and then forgotten.
@@ -54,6 +94,8 @@ pub struct Children {
     pub network_policy: NetworkPolicy,
     /// Keeps one pod up during voluntary disruptions, when there are several.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// Serves it (and its HTTP Functions) from outside the cluster, when public.
+    pub ingress: Option<Ingress>,
 }
 
 /// Labels on every child of the App in its stage ([`naming::stage_labels`]).
@@ -86,19 +128,23 @@ impl Children {
         if let Some(pdb) = &self.pod_disruption_budget {
             names.push(of("PodDisruptionBudget", &pdb.metadata));
         }
+        if let Some(ingress) = &self.ingress {
+            names.push(of("Ingress", &ingress.metadata));
+        }
         names
     }
 }
 
 /// Builds every child.
-pub fn children(plan: &Plan<'_>) -> Children {
+pub fn children(plan: &Plan<'_>, around: &Surroundings) -> Children {
     Children {
         deployment: deployment(plan),
         service: service(plan),
         service_account: service_account(plan),
-        config_map: config_map(plan),
+        config_map: config_map(plan, around),
         network_policy: network_policy(plan),
         pod_disruption_budget: pod_disruption_budget(plan),
+        ingress: ingress(plan, around),
     }
 }
 
@@ -278,11 +324,28 @@ pub fn service_account(plan: &Plan<'_>) -> ServiceAccount {
     }
 }
 
+/// The in-cluster URL of the HTTP Function `function` of an App of `namespace`.
+pub fn function_url(function: &str, namespace: &str) -> String {
+    format!(
+        "http://{}.{namespace}.svc:{FUNCTION_SERVICE_PORT}",
+        naming::function_child(function)
+    )
+}
+
 /// The runtime ConfigMap: what the backend runtime provisions for the App, as
-/// JSON under `runtime.json`. Other controllers (rules) own other keys of the
-/// same ConfigMap through their own field managers.
-pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
+/// JSON under `runtime.json`, and the in-cluster URL of each HTTP Function it
+/// may call. Other controllers (rules) own other keys of the same ConfigMap
+/// through their own field managers.
+pub fn config_map(plan: &Plan<'_>, around: &Surroundings) -> ConfigMap {
     let runtime = plan.spec.runtime.clone().unwrap_or_default();
+    let functions: serde_json::Map<String, serde_json::Value> = around
+        .functions(plan)
+        .iter()
+        .map(|f| {
+            let url = function_url(&f.name, &plan.target.namespace);
+            (f.name.clone(), serde_json::json!({"path": f.path, "url": url}))
+        })
+        .collect();
     let document = serde_json::json!({
         "app": plan.name,
         "stage": plan.target.stage,
@@ -290,6 +353,7 @@ pub fn config_map(plan: &Plan<'_>) -> ConfigMap {
         "auth": runtime.auth,
         "collections": runtime.collections,
         "storage": runtime.storage,
+        "functions": functions,
     });
     ConfigMap {
         metadata: metadata(plan, naming::runtime_config_map(&plan.child)),
@@ -350,6 +414,90 @@ pub fn network_policy(plan: &Plan<'_>) -> NetworkPolicy {
             egress: Some(egress),
         }),
     }
+}
+
+/// The prefix an Ingress routes for a Function's `path`: up to its first
+/// templated segment (`/api/items/{id}` → `/api/items`), without a trailing
+/// `/` (a `Prefix` path matches whole segments: `/api/items` matches
+/// `/api/items/7` and not `/api/itemsx`).
+pub fn ingress_prefix(path: &str) -> String {
+    let literal: Vec<&str> = path
+        .split('/')
+        .skip(1)
+        .take_while(|segment| !segment.contains('{'))
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    format!("/{}", literal.join("/"))
+}
+
+/// The host of the stage: `spec.ingress.host` with `{stage}` replaced.
+pub fn ingress_host(plan: &Plan<'_>) -> Option<String> {
+    let host = plan.spec.ingress.host.as_ref()?;
+    Some(host.replace("{stage}", &plan.target.stage))
+}
+
+/// The Ingress of a public App: `/` to the App's Service and each HTTP
+/// Function's path prefix ([`ingress_prefix`]) to the Function's Service,
+/// on the spec's host (every host without one), with TLS from the spec's
+/// Secret, in the spec's IngressClass, else the operator's, else the
+/// cluster's default. None unless `spec.ingress.public`. Two Functions with
+/// the same prefix: the first by name gets it; a prefix of `/` stays the App's.
+pub fn ingress(plan: &Plan<'_>, around: &Surroundings) -> Option<Ingress> {
+    let spec = plan.spec.as_ref();
+    if !spec.ingress.public {
+        return None;
+    }
+    let backend = |service: String, port: i32| IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: service,
+            port: Some(ServiceBackendPort {
+                number: Some(port),
+                ..ServiceBackendPort::default()
+            }),
+        }),
+        ..IngressBackend::default()
+    };
+    let route = |path: String, backend: IngressBackend| HTTPIngressPath {
+        path: Some(path),
+        path_type: "Prefix".into(),
+        backend,
+    };
+    let mut paths = vec![route("/".into(), backend(plan.child.clone(), spec.port))];
+    let mut taken = BTreeSet::from(["/".to_string()]);
+    let mut functions = around.functions(plan).to_vec();
+    functions.sort();
+    for function in functions {
+        let prefix = ingress_prefix(&function.path);
+        if taken.insert(prefix.clone()) {
+            let service = naming::function_child(&function.name);
+            paths.push(route(prefix, backend(service, FUNCTION_SERVICE_PORT)));
+        }
+    }
+    let host = ingress_host(plan);
+    let tls = spec.ingress.tls_secret.as_ref().map(|secret| {
+        vec![IngressTLS {
+            hosts: host.clone().map(|h| vec![h]),
+            secret_name: Some(secret.clone()),
+        }]
+    });
+    let class = spec
+        .ingress
+        .class_name
+        .clone()
+        .or_else(|| around.ingress_class.clone());
+    Some(Ingress {
+        metadata: metadata(plan, plan.child.clone()),
+        spec: Some(IngressSpec {
+            ingress_class_name: class,
+            rules: Some(vec![IngressRule {
+                host,
+                http: Some(HTTPIngressRuleValue { paths }),
+            }]),
+            tls,
+            ..IngressSpec::default()
+        }),
+        status: None,
+    })
 }
 
 /// A PodDisruptionBudget allowing one pod down at a time, when there is more than one.

@@ -12,7 +12,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::{NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -62,6 +62,8 @@ pub struct ChildCaches {
     pub network_policies: ChildCache<NetworkPolicy>,
     /// PodDisruptionBudgets.
     pub pod_disruption_budgets: ChildCache<PodDisruptionBudget>,
+    /// Ingresses of public Apps.
+    pub ingresses: ChildCache<Ingress>,
 }
 
 /// What a reconcile keeps of an App's children: those it applies, and
@@ -117,7 +119,8 @@ impl ChildCaches {
             + prune_kind(client, &self.service_accounts, key, keep).await?
             + prune_kind(client, &self.config_maps, key, keep).await?
             + prune_kind(client, &self.network_policies, key, keep).await?
-            + prune_kind(client, &self.pod_disruption_budgets, key, keep).await?;
+            + prune_kind(client, &self.pod_disruption_budgets, key, keep).await?
+            + prune_kind(client, &self.ingresses, key, keep).await?;
         Ok(deleted)
     }
 
@@ -133,6 +136,7 @@ impl ChildCaches {
             owner(&self.config_maps, namespace, &runtime),
             owner(&self.network_policies, namespace, child),
             owner(&self.pod_disruption_budgets, namespace, child),
+            owner(&self.ingresses, namespace, child),
         ]
         .into_iter()
         .flatten()

@@ -45,9 +45,9 @@ use tracing::{debug, info, instrument};
 use winky_crds::app::AppStatus;
 use winky_crds::keys::{MANAGED_BY_LABEL, POD_SECURITY_ENFORCE_LABEL, STAGE_OF_LABEL};
 use winky_crds::promotion::snapshot_name;
-use winky_crds::{App, Promotion, PromotionPolicy};
+use winky_crds::{App, Function, Promotion, PromotionPolicy};
 
-use self::build::Children;
+use self::build::{Children, HttpFunction, Surroundings};
 use self::children::{ChildCaches, Keep};
 use self::stages::{Run, Stage};
 use self::status::{Outcome, StageOutcome};
@@ -87,6 +87,10 @@ pub struct AppContext {
     pub promotions_by_app: ByApp<Promotion>,
     /// The snapshots of the Apps' revisions.
     pub snapshots: Store<ControllerRevision>,
+    /// Functions: an App's HTTP Functions, for its Ingress and runtime config.
+    pub functions: Store<Function>,
+    /// Functions by App.
+    pub functions_by_app: ByApp<Function>,
     /// Namespaces, by metadata: which stage namespaces exist.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// The metadata of every child, in every namespace, by App: what no stage
@@ -220,7 +224,11 @@ async fn apply_app(app: &App, ctx: &AppContext) -> Result<(ReconcileResult, Acti
     let stages = stages::hold(stages, terminating, |namespace, child| {
         ctx.children.claimed(namespace, child, &key)
     });
-    let built: Vec<Option<Children>> = stages.iter().map(|s| s.plan().map(build::children)).collect();
+    let around = surroundings(ctx, &key);
+    let built: Vec<Option<Children>> = stages
+        .iter()
+        .map(|s| s.plan().map(|plan| build::children(plan, &around)))
+        .collect();
 
     // First what no stage keeps: a name that moved to another stage is made
     // anew (a Deployment's selector, which names the stage, is immutable).
@@ -333,6 +341,32 @@ fn dereference(app: &App, ctx: &AppContext) -> (Inputs, Option<Arc<PromotionPoli
     (inputs, policy)
 }
 
+/// What the children of the App `key` need besides its plan: its HTTP
+/// Functions (from the cache; one being deleted is left out) and the
+/// operator's IngressClass.
+fn surroundings(ctx: &AppContext, key: &AppKey) -> Surroundings {
+    let mut http_functions: Vec<HttpFunction> = ctx
+        .functions_by_app
+        .get(key)
+        .iter()
+        .filter_map(|r| ctx.functions.get(r))
+        // The index follows the store a step behind: what the store holds decides.
+        .filter(|f| f.spec.app == key.app && f.metadata.deletion_timestamp.is_none())
+        .filter_map(|f| {
+            let http = f.spec.trigger.http.as_ref()?;
+            Some(HttpFunction {
+                name: f.name_any(),
+                path: http.path.clone(),
+            })
+        })
+        .collect();
+    http_functions.sort();
+    Surroundings {
+        http_functions,
+        ingress_class: ctx.settings.ingress_class.clone(),
+    }
+}
+
 /// The Promotions of the App `key`, from the cache.
 fn promotions_of(ctx: &AppContext, key: &AppKey) -> Vec<Arc<Promotion>> {
     ctx.promotions_by_app
@@ -417,6 +451,7 @@ async fn apply_children(ctx: &AppContext, children: Children) -> Result<Deployme
         config_map,
         network_policy,
         pod_disruption_budget,
+        ingress,
     } = children;
     let client = &ctx.core.client;
     let (_, _, _, _, deployment) = futures::try_join!(
@@ -429,6 +464,10 @@ async fn apply_children(ctx: &AppContext, children: Children) -> Result<Deployme
     // Without it (one replica), the prune before the apply deleted it.
     if let Some(pdb) = &pod_disruption_budget {
         apply(client, pdb).await?;
+    }
+    // Without it (not public), the prune before the apply deleted it.
+    if let Some(ingress) = &ingress {
+        apply(client, ingress).await?;
     }
     Ok(deployment)
 }

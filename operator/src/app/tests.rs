@@ -87,7 +87,7 @@ fn deployment_is_restricted_and_carries_the_spec() {
 fn every_child_is_owned_by_the_app_and_labelled() {
     let app = fixture("notes");
     let plan = validate::validate(&app, &OK).unwrap();
-    let children = build::children(&plan);
+    let children = build::children(&plan, &Default::default());
     let metas = [
         &children.deployment.metadata,
         &children.service.metadata,
@@ -127,7 +127,7 @@ fn service_and_service_account() {
 fn runtime_config_map_describes_the_backend() {
     let app = fixture("notes");
     let plan = validate::validate(&app, &OK).unwrap();
-    let cm = build::config_map(&plan);
+    let cm = build::config_map(&plan, &Default::default());
     assert_eq!(cm.metadata.name.as_deref(), Some("notes-runtime"));
     let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["runtime.json"]).unwrap();
     assert_eq!(doc["auth"]["providers"][0], "email");
@@ -518,7 +518,7 @@ fn each_stage_runs_the_snapshot_promoted_into_it_not_the_apps_spec() {
     );
     assert_eq!(d.metadata.namespace.as_deref(), Some("notes-preview"));
     assert_eq!(d.metadata.name.as_deref(), Some("notes"));
-    let children = build::children(preview);
+    let children = build::children(preview, &Default::default());
     for (kind, namespace, _) in children.names() {
         assert_eq!(namespace, "notes-preview", "{kind}");
     }
@@ -649,7 +649,10 @@ fn what_no_stage_keeps_is_deleted() {
         "2030-01-02T00:00:00Z",
     )];
     let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&old, "r-1")]).unwrap();
-    let built: Vec<_> = stages.iter().map(|s| s.plan().map(build::children)).collect();
+    let built: Vec<_> = stages
+        .iter()
+        .map(|s| s.plan().map(|p| build::children(p, &Default::default())))
+        .collect();
     let keep = Keep::of(&stages, &built);
     let preview = Some("preview");
     assert!(keep.keeps("Deployment", "notes-preview", "notes", preview));
@@ -667,7 +670,10 @@ fn what_no_stage_keeps_is_deleted() {
     let mut single = old.clone();
     single.spec.replicas = 1;
     let stages = resolve(&app, &two_stages(), &promotions, &[snapshot(&single, "r-1")]).unwrap();
-    let built: Vec<_> = stages.iter().map(|s| s.plan().map(build::children)).collect();
+    let built: Vec<_> = stages
+        .iter()
+        .map(|s| s.plan().map(|p| build::children(p, &Default::default())))
+        .collect();
     let keep = Keep::of(&stages, &built);
     assert!(!keep.keeps("PodDisruptionBudget", "notes-preview", "notes", preview));
     assert!(keep.keeps("Service", "notes-preview", "notes", preview));
@@ -855,4 +861,152 @@ async fn only_a_promotions_phase_wakes_its_app() {
         .collect()
         .await;
     assert_eq!(passed, ["Pending", "AwaitingApproval", "Promoted", "Promoted"]);
+}
+
+fn http_functions(pairs: &[(&str, &str)]) -> build::Surroundings {
+    build::Surroundings {
+        http_functions: pairs
+            .iter()
+            .map(|(name, path)| build::HttpFunction {
+                name: (*name).into(),
+                path: (*path).into(),
+            })
+            .collect(),
+        ingress_class: None,
+    }
+}
+
+/// `(path, service, port)` of every path of the Ingress's one rule.
+fn routes(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Vec<(String, String, i32)> {
+    let rules = ingress.spec.as_ref().unwrap().rules.as_ref().unwrap();
+    assert_eq!(rules.len(), 1);
+    rules[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .map(|p| {
+            assert_eq!(p.path_type, "Prefix");
+            let service = p.backend.service.as_ref().unwrap();
+            (
+                p.path.clone().unwrap(),
+                service.name.clone(),
+                service.port.as_ref().unwrap().number.unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn only_a_public_app_has_an_ingress() {
+    let app = fixture("notes");
+    let plan = validate::validate(&app, &OK).unwrap();
+    let around = http_functions(&[("resize", "/api/resize")]);
+    let children = build::children(&plan, &around);
+    assert!(children.ingress.is_none());
+    assert!(!children.names().iter().any(|(kind, _, _)| *kind == "Ingress"));
+}
+
+#[test]
+fn the_ingress_routes_slash_to_the_app_and_each_http_function_path_to_its_service() {
+    let app = fixture("solo");
+    let plan = validate::validate(&app, &OK).unwrap();
+    let around = http_functions(&[
+        ("resize", "/api/resize"),
+        ("items", "/api/items/{id}/tags"),
+        ("thumbs", "/api/resize/"), // the prefix of resize, first by name: resize keeps it
+    ]);
+    let children = build::children(&plan, &around);
+    let ingress = children.ingress.clone().expect("public: an Ingress");
+    assert!(children.names().contains(&("Ingress", "team", "solo")));
+    assert_eq!(
+        routes(&ingress),
+        vec![
+            ("/".into(), "solo".into(), 3000),
+            ("/api/items".into(), "items-fn".into(), 80),
+            ("/api/resize".into(), "resize-fn".into(), 80),
+        ]
+    );
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.rules.as_ref().unwrap()[0].host, None, "every host");
+    assert_eq!(spec.tls, None);
+    assert_eq!(spec.ingress_class_name, None, "the cluster's default class");
+    let meta = &ingress.metadata;
+    assert_eq!(meta.owner_references.as_ref().unwrap()[0].kind, "App");
+    assert_eq!(meta.labels.as_ref().unwrap()["winky.dev/app"], "solo");
+    // Nothing the apiserver would drop (a changed apply each time).
+    let json = serde_json::to_string(&ingress).unwrap();
+    assert!(!json.contains("[]"), "{json}");
+}
+
+#[test]
+fn the_ingress_takes_host_tls_and_class_from_the_spec_else_the_operator() {
+    let mut app = fixture("solo");
+    app.spec.ingress.host = Some("{stage}.solo.example.com".into());
+    app.spec.ingress.tls_secret = Some("solo-tls".into());
+    let plan = validate::validate(&app, &OK).unwrap();
+    let around = build::Surroundings {
+        ingress_class: Some("nginx".into()),
+        ..Default::default()
+    };
+    let ingress = build::ingress(&plan, &around).unwrap();
+    let spec = ingress.spec.unwrap();
+    let host = "default.solo.example.com".to_string();
+    assert_eq!(spec.rules.unwrap()[0].host.as_ref(), Some(&host));
+    let tls = spec.tls.unwrap();
+    assert_eq!(tls[0].secret_name.as_deref(), Some("solo-tls"));
+    assert_eq!(tls[0].hosts.as_deref(), Some(&[host][..]));
+    assert_eq!(
+        spec.ingress_class_name.as_deref(),
+        Some("nginx"),
+        "--ingress-class"
+    );
+
+    app.spec.ingress.class_name = Some("traefik".into());
+    let plan = validate::validate(&app, &OK).unwrap();
+    let spec = build::ingress(&plan, &around).unwrap().spec.unwrap();
+    assert_eq!(
+        spec.ingress_class_name.as_deref(),
+        Some("traefik"),
+        "the spec's wins"
+    );
+}
+
+#[test]
+fn ingress_prefixes_stop_at_the_first_template() {
+    assert_eq!(build::ingress_prefix("/api/resize"), "/api/resize");
+    assert_eq!(build::ingress_prefix("/api/resize/"), "/api/resize");
+    assert_eq!(build::ingress_prefix("/api/items/{id}"), "/api/items");
+    assert_eq!(build::ingress_prefix("/a/{x}/b"), "/a");
+}
+
+#[test]
+fn the_runtime_config_lists_the_http_functions_in_cluster_urls() {
+    let app = fixture("notes");
+    let plan = validate::validate(&app, &OK).unwrap();
+    let around = http_functions(&[("resize", "/api/resize")]);
+    let cm = build::config_map(&plan, &around);
+    let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["runtime.json"]).unwrap();
+    assert_eq!(
+        doc["functions"],
+        serde_json::json!({"resize": {"path": "/api/resize", "url": "http://resize-fn.notes.svc:80"}})
+    );
+
+    // A stage in another namespace reaches no Function: they run in the
+    // App's namespace only, and admit only the pods of theirs.
+    let mut elsewhere = plan.clone();
+    elsewhere.target = validate::Target {
+        stage: "preview".into(),
+        namespace: "notes-preview".into(),
+    };
+    let cm = build::config_map(&elsewhere, &around);
+    let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["runtime.json"]).unwrap();
+    assert_eq!(doc["functions"], serde_json::json!({}));
+    let mut public = app.clone();
+    public.spec.ingress.public = true;
+    let mut elsewhere = validate::validate(&public, &OK).unwrap();
+    elsewhere.target.namespace = "notes-preview".into();
+    let ingress = build::ingress(&elsewhere, &around).unwrap();
+    assert_eq!(routes(&ingress).len(), 1, "only / in another namespace");
 }

@@ -7,7 +7,8 @@
 //!   Promotion (shared: appeared, phase changed, gone) ─▶ its App (spec.app)
 //!   ControllerRevision (shared, managed-by=winky-operator) ─▶ its App (winky.dev/app)
 //!   Namespace (metadata) ────────────  read only: does a stage namespace exist
-//!   Function, Rule spec (shared, with the emulator) ─▶ their App
+//!   Function spec (shared) ─────────▶ its App (its Ingress, runtime config; the emulator)
+//!   Rule spec (shared, with the emulator) ─▶ its App
 //! ```
 //!
 //! The children are watched in every namespace, as stages run in namespaces
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -111,17 +112,17 @@ pub fn controller(
     let policies = listed_objects(watches.policies.subscribe());
     let promotions = phase_changes(watches.promotions.subscribe());
     let snapshots = listed_objects(watches.snapshots.subscribe());
-    // With the emulator on, an App's Functions and Rules are part of what it
-    // checks: a change to one re-checks its App. Only a spec change (or an
-    // appearance or deletion) changes the bundle: the Function and Rule
+    // An App's HTTP Functions are routed by its Ingress and listed in its
+    // runtime config, and with the emulator on, its Functions and Rules are
+    // part of what it checks: a change to one wakes its App. Only a spec
+    // change (or an appearance or deletion) matters: the Function and Rule
     // controllers' status writes, and the emulator's own, do not wake the
-    // App. With it off, they are not subscribed to at all.
-    let bundle_changes = options.engine.is_some().then(|| {
-        (
-            spec_changes(watches.functions.subscribe()),
-            spec_changes(watches.rules.subscribe()),
-        )
-    });
+    // App. Rules are not subscribed to at all with the emulator off.
+    let function_changes = spec_changes(watches.functions.subscribe());
+    let rule_changes = options
+        .engine
+        .is_some()
+        .then(|| spec_changes(watches.rules.subscribe()));
     let (client, options, metrics) = (client.clone(), options.clone(), metrics.clone());
     async move {
         let ns = options.namespace.as_deref();
@@ -136,6 +137,7 @@ pub fn controller(
             app_children::<NetworkPolicy>(&client, ns);
         let ((pod_disruption_budgets, pdbs_by_app), pdb_changes) =
             app_children::<PodDisruptionBudget>(&client, ns);
+        let ((ingresses, ingresses_by_app), ingress_changes) = app_children::<Ingress>(&client, ns);
         let (namespace_store, namespace_changes) = namespaces(&client);
         let engine = match &options.engine {
             None => None,
@@ -155,12 +157,14 @@ pub fn controller(
             cache(&config_maps),
             cache(&network_policies),
             cache(&pod_disruption_budgets),
+            cache(&ingresses),
+            caches.functions.listed.part(),
         ];
         // Without an engine the subscriptions are dropped here: the watches
         // stop copying events for them.
-        let (emulator, function_changes, rule_changes) = match (engine, bundle_changes) {
-            (Some(engine), Some((functions, rules))) => {
-                caches_read.extend([caches.functions.listed.part(), caches.rules.listed.part()]);
+        let (emulator, rule_changes) = match (engine, rule_changes) {
+            (Some(engine), Some(rules)) => {
+                caches_read.push(caches.rules.listed.part());
                 let runner = EmulatorRunner::new(
                     client.clone(),
                     engine,
@@ -169,13 +173,9 @@ pub fn controller(
                     Bundles::of(&caches),
                     options.emulator_concurrency,
                 );
-                (Some(Arc::new(runner)), functions.boxed(), rules.boxed())
+                (Some(Arc::new(runner)), rules.boxed())
             }
-            _ => (
-                None,
-                futures::stream::empty().boxed(),
-                futures::stream::empty().boxed(),
-            ),
+            _ => (None, futures::stream::empty().boxed()),
         };
 
         let apps_by_policy = caches.apps_by_policy.clone();
@@ -201,6 +201,7 @@ pub fn controller(
             .watches_stream(pdb_changes, |c: PartialObjectMeta<PodDisruptionBudget>| {
                 app_of_child(&c)
             })
+            .watches_stream(ingress_changes, |c: PartialObjectMeta<Ingress>| app_of_child(&c))
             // Read only; polled here so that the cache fills.
             .watches_stream(namespace_changes, |_: PartialObjectMeta<Namespace>| {
                 None::<ObjectRef<App>>
@@ -228,6 +229,8 @@ pub fn controller(
             promotions: caches.promotions.store.clone(),
             promotions_by_app: caches.promotions_by_app.clone(),
             snapshots: caches.snapshots.store.clone(),
+            functions: caches.functions.store.clone(),
+            functions_by_app: caches.functions_by_app.clone(),
             namespaces: namespace_store,
             children: ChildCaches {
                 deployments: ChildCache {
@@ -253,6 +256,10 @@ pub fn controller(
                 pod_disruption_budgets: ChildCache {
                     store: pod_disruption_budgets,
                     by_app: pdbs_by_app,
+                },
+                ingresses: ChildCache {
+                    store: ingresses,
+                    by_app: ingresses_by_app,
                 },
             },
             listed: Listed::of(caches_read),

@@ -4,7 +4,7 @@
 //!
 //! | trigger    | workload                          | reachable from            |
 //! |------------|-----------------------------------|---------------------------|
-//! | `http`     | Deployment + Service (port 80)    | the pods of its App only  |
+//! | `http`     | Deployment + Service (port 80)    | its App's pods; anyone when the App is public (its Ingress routes here) |
 //! | `schedule` | CronJob (one run at a time)       | nothing                   |
 //! | `document` | Deployment, subscribed to the App | nothing                   |
 //!
@@ -37,6 +37,8 @@ use crate::workload::{self, env_value};
 
 /// The port an HTTP function listens on inside its container.
 pub const HTTP_PORT: i32 = 8080;
+/// The port of an HTTP function's Service.
+pub const SERVICE_PORT: i32 = 80;
 
 /// Seconds between SIGTERM and SIGKILL when a function pod stops.
 const GRACE_SECONDS: i64 = 10;
@@ -257,7 +259,7 @@ fn service(function: &Function) -> Service {
             selector: Some(selector_labels(function)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: 80,
+                port: SERVICE_PORT,
                 target_port: Some(IntOrString::String("http".into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
@@ -310,8 +312,10 @@ fn cron_job(function: &Function, mut template: PodTemplateSpec) -> CronJob {
 }
 
 /// No network by default: ingress only from the pods of its App (and only
-/// for HTTP functions), egress only to what the spec allows — plus DNS when
-/// it allows anything, and the App's port for document subscriptions.
+/// for HTTP functions; from anywhere when the App is public, as its Ingress
+/// routes the function's path here and the ingress controller's pods must
+/// reach it), egress only to what the spec allows — plus DNS when it allows
+/// anything, and the App's port for document subscriptions.
 pub fn network_policy(function: &Function, app: &App) -> NetworkPolicy {
     let spec = &function.spec;
     let app_pods = NetworkPolicyPeer {
@@ -323,7 +327,8 @@ pub fn network_policy(function: &Function, app: &App) -> NetworkPolicy {
     };
     let ingress: Vec<NetworkPolicyIngressRule> = match &spec.trigger.http {
         Some(_) => vec![NetworkPolicyIngressRule {
-            from: Some(vec![app_pods.clone()]),
+            // No `from`: every source, like the public App's own policy.
+            from: (!app.spec.ingress.public).then(|| vec![app_pods.clone()]),
             ports: Some(vec![workload::tcp_port(HTTP_PORT)]),
         }],
         None => vec![],

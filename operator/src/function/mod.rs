@@ -5,6 +5,12 @@
 //! dereference (the App, from the cache) → validate → [`build`] (pure) →
 //! apply, and delete the workload of a trigger no longer used → [`status`]
 //! (pure) → Events.
+//!
+//! Without its App a Function runs nothing: its children are deleted
+//! (`AppNotFound`), and made again when the App is back. A `document`
+//! trigger on a collection the App does not declare is refused
+//! (`CollectionNotFound`); what runs stays, as for any spec that cannot be
+//! satisfied.
 
 pub mod build;
 pub mod status;
@@ -15,13 +21,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use tracing::instrument;
+use tracing::{info, instrument};
 use winky_crds::{App, Function};
 
 use self::build::{Children, Workload};
@@ -54,6 +61,11 @@ pub struct FunctionContext {
     pub services: Store<PartialObjectMeta<Service>>,
     /// See `deployments`.
     pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    /// Metadata of the Functions' ServiceAccounts: deleted with the rest
+    /// when the App is gone.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// See `service_accounts`.
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     /// Resolves once the caches above have listed.
     pub listed: Listed,
 }
@@ -87,7 +99,8 @@ pub fn functions_of_app(functions_by_app: &ByApp<Function>, app: &App) -> Vec<Ob
     AppKey::of(app).map_or_else(Vec::new, |key| functions_by_app.get(&key))
 }
 
-/// Checks what the schema cannot: the App exists, Vault is there if asked for.
+/// Checks what the schema cannot: the App exists, Vault is there if asked
+/// for, the App declares the collection a `document` trigger names.
 pub fn validate<'a>(
     function: &Function,
     app: Option<&'a App>,
@@ -102,6 +115,20 @@ pub fn validate<'a>(
         return Err(Invalid::VaultNotConfigured {
             variable: secret.name.clone(),
         });
+    }
+    if let Some(document) = &function.spec.trigger.document {
+        let declared = app
+            .spec
+            .runtime
+            .iter()
+            .flat_map(|r| &r.collections)
+            .any(|c| c.name == document.collection);
+        if !declared {
+            return Err(Invalid::CollectionNotFound {
+                app: function.spec.app.clone(),
+                collection: document.collection.clone(),
+            });
+        }
     }
     Ok(app)
 }
@@ -120,6 +147,11 @@ async fn reconcile_function(function: &Function, ctx: &FunctionContext) -> Resul
     let now = Timestamp::now();
     match validate(function, app.as_deref(), &ctx.settings) {
         Err(invalid) => {
+            if let Invalid::AppNotFound { .. } = invalid
+                && let Err(error) = delete_children(ctx, function, &namespace).await
+            {
+                return Err(failed(function, error, now, ctx).await);
+            }
             write_status(function, &Outcome::Invalid(&invalid), None, now, ctx).await?;
             Ok(ReconcileResult::Invalid)
         }
@@ -198,6 +230,34 @@ async fn apply_children(
         }
     };
     Ok(applied)
+}
+
+/// Deletes every child of `function` (the workload first, the
+/// NetworkPolicy after it): without its App, a Function runs nothing. Each
+/// delete reads the caches and is guarded by the cached uid; only objects
+/// the operator made for this Function are deleted.
+async fn delete_children(ctx: &FunctionContext, function: &Function, namespace: &str) -> Result<()> {
+    let client = &ctx.core.client;
+    let name = build::child_name(function);
+    let mut owned_by: BTreeMap<String, String> = build::selector_labels(function);
+    owned_by.insert(
+        winky_crds::keys::MANAGED_BY_LABEL.to_string(),
+        crate::MANAGED_BY.to_string(),
+    );
+    let mut deleted = 0;
+    for gone in [
+        delete_stale(client, &ctx.deployments, namespace, &name, &owned_by).await?,
+        delete_stale(client, &ctx.cron_jobs, namespace, &name, &owned_by).await?,
+        delete_stale(client, &ctx.services, namespace, &name, &owned_by).await?,
+        delete_stale(client, &ctx.network_policies, namespace, &name, &owned_by).await?,
+        delete_stale(client, &ctx.service_accounts, namespace, &name, &owned_by).await?,
+    ] {
+        deleted += usize::from(gone);
+    }
+    if deleted > 0 {
+        info!(deleted, "deleted the function's children: its App is gone");
+    }
+    Ok(())
 }
 
 /// Reports a child the apiserver refused (in status and a Warning Event)

@@ -16,6 +16,8 @@ pub enum Invalid {
     AppNotFound { app: String },
     /// A secret reads from Vault but the operator has no Vault.
     VaultNotConfigured { variable: String },
+    /// `trigger.document.collection` names a collection the App does not declare.
+    CollectionNotFound { app: String, collection: String },
 }
 
 impl Invalid {
@@ -23,6 +25,7 @@ impl Invalid {
         match self {
             Self::AppNotFound { .. } => "AppNotFound",
             Self::VaultNotConfigured { .. } => "VaultNotConfigured",
+            Self::CollectionNotFound { .. } => "CollectionNotFound",
         }
     }
 
@@ -30,11 +33,14 @@ impl Invalid {
         match self {
             Self::AppNotFound { app } => {
                 format!(
-                    "spec.app names App {app:?}, which does not exist in this namespace; the function waits for it"
+                    "spec.app names App {app:?}, which does not exist in this namespace; nothing of the function runs (its workload, Service, NetworkPolicy and ServiceAccount are deleted) until the App exists again"
                 )
             }
             Self::VaultNotConfigured { variable } => format!(
                 "spec.secrets[{variable}] reads from Vault, but the operator runs without --vault-addr; use secretKeyRef or configure Vault"
+            ),
+            Self::CollectionNotFound { app, collection } => format!(
+                "spec.trigger.document.collection names collection {collection:?}, which App {app:?} does not declare in spec.runtime.collections; declare it there or trigger on one it declares"
             ),
         }
     }
@@ -85,12 +91,14 @@ pub fn desired_status(
     FunctionStatus {
         observed_generation: generation,
         conditions: conditions::merge(&old.conditions, &condition_specs(outcome), generation, now),
-        workload: match workload {
-            Some((kind, name)) => Some(WorkloadRef {
+        workload: match (workload, outcome) {
+            (Some((kind, name)), _) => Some(WorkloadRef {
                 kind: kind.into(),
                 name,
             }),
-            None => old.workload.clone(),
+            // Without its App nothing runs: the workload was deleted.
+            (None, Outcome::Invalid(Invalid::AppNotFound { .. })) => None,
+            (None, _) => old.workload.clone(),
         },
         // Written by the emulator under its own field manager (crate::emulate).
         emulator: None,

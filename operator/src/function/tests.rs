@@ -206,7 +206,8 @@ fn a_missing_app_or_vault_is_reported_not_retried() {
             &vault,
             Some(&app),
             &Settings {
-                vault_configured: true
+                vault_configured: true,
+                ..Settings::default()
             }
         )
         .is_ok()
@@ -259,4 +260,67 @@ fn no_child_sends_an_empty_list() {
         }
         assert!(found.is_empty(), "{trigger}: {found:?}");
     }
+}
+
+#[test]
+fn an_http_function_of_a_public_app_admits_every_source_as_its_ingress_routes_to_it() {
+    let mut public = app();
+    public.spec.ingress.public = true;
+    let f = function("{http: {path: /api/resize}}", "");
+    let policy = build::children(&f, &public, "r").network_policy.spec.unwrap();
+    let ingress = policy.ingress.unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0].from, None, "any source");
+    assert_eq!(
+        ingress[0].ports.as_ref().unwrap()[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
+            build::HTTP_PORT
+        ))
+    );
+    assert_eq!(policy.egress, None, "still no egress");
+}
+
+#[test]
+fn a_document_trigger_needs_a_collection_its_app_declares() {
+    let f = function("{document: {collection: notes, events: [create]}}", "");
+    let err = validate(&f, Some(&app()), &Settings::default()).unwrap_err();
+    assert_eq!(err.reason(), "CollectionNotFound");
+    assert!(err.message().contains("\"notes\""), "{}", err.message());
+
+    let mut declared = app();
+    declared.spec.runtime = Some(winky_crds::app::AppRuntime {
+        collections: vec![winky_crds::app::Collection {
+            name: "notes".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert!(validate(&f, Some(&declared), &Settings::default()).is_ok());
+}
+
+#[test]
+fn without_its_app_a_function_reports_no_workload() {
+    let mut f = function("{http: {path: /api/resize}}", "");
+    f.status = Some(winky_crds::function::FunctionStatus {
+        workload: Some(winky_crds::function::WorkloadRef {
+            kind: "Deployment".into(),
+            name: "resize-fn".into(),
+        }),
+        ..Default::default()
+    });
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let missing = Invalid::AppNotFound { app: "notes".into() };
+    let status = super::status::desired_status(&f, &super::status::Outcome::Invalid(&missing), None, now);
+    assert_eq!(status.workload, None, "its workload was deleted");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "AppNotFound")
+    );
+
+    let vault = Invalid::VaultNotConfigured {
+        variable: "KEY".into(),
+    };
+    let status = super::status::desired_status(&f, &super::status::Outcome::Invalid(&vault), None, now);
+    assert!(status.workload.is_some(), "what runs stays");
 }

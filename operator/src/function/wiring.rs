@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   Function (shared watch) ──────────────────────▶ reconcile the Function
-//!   its children (metadata, owner-kind=Function) ─▶ their Function
+//!   its children (metadata, cached, owner-kind=Function) ─▶ their Function
 //!   App spec (shared watch: appeared, changed, gone) ─▶ its Functions (index)
 //! ```
 
@@ -25,7 +25,7 @@ use crate::naming::OwnerKind;
 use crate::run::Options;
 use crate::shared::Watches;
 use crate::triggers::{applied_objects, spec_changes};
-use crate::watch::{cached_managed_changes, managed_changes};
+use crate::watch::cached_managed_changes;
 
 /// The Function controller, subscribed to the shared `watches` now and
 /// running when the returned future is polled, until `stop` resolves.
@@ -48,6 +48,11 @@ pub fn controller(
         cached_managed_changes::<Deployment>(client, ns, OwnerKind::Function);
     let (services, service_changes) = cached_managed_changes::<Service>(client, ns, OwnerKind::Function);
     let (cron_jobs, cron_job_changes) = cached_managed_changes::<CronJob>(client, ns, OwnerKind::Function);
+    // And of the rest: without its App, a Function's children all go.
+    let (service_accounts, service_account_changes) =
+        cached_managed_changes::<ServiceAccount>(client, ns, OwnerKind::Function);
+    let (network_policies, network_policy_changes) =
+        cached_managed_changes::<NetworkPolicy>(client, ns, OwnerKind::Function);
 
     let functions_by_app = caches.functions_by_app.clone();
     let app_metrics = metrics.clone();
@@ -56,8 +61,8 @@ pub fn controller(
         .owns_stream(deployment_changes)
         .owns_stream(service_changes)
         .owns_stream(cron_job_changes)
-        .owns_stream(managed_changes::<ServiceAccount>(client, ns, OwnerKind::Function))
-        .owns_stream(managed_changes::<NetworkPolicy>(client, ns, OwnerKind::Function))
+        .owns_stream(service_account_changes)
+        .owns_stream(network_policy_changes)
         .watches_stream(app_changes, move |app: App| {
             app_metrics.triggered(CONTROLLER, "App");
             functions_of_app(&functions_by_app, &app)
@@ -71,11 +76,15 @@ pub fn controller(
             cache(&deployments),
             cache(&services),
             cache(&cron_jobs),
+            cache(&service_accounts),
+            cache(&network_policies),
         ]),
         apps: caches.apps.store,
         deployments,
         services,
         cron_jobs,
+        service_accounts,
+        network_policies,
     });
     let metrics = metrics.clone();
     async move {
