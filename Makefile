@@ -65,5 +65,5 @@ demo: up ## The notes example on the local control plane, left running
 	@bash hack/demo.sh $(DEV)
 
 .PHONY: bench
-bench: build ## Emulator and GitOps figures as tables, see docs/performance.md (RUNS=10, ONLY=emulator|gitops)
+bench: build ## Emulator, GitOps and promotion figures as tables, see docs/performance.md (RUNS=10, ONLY=emulator|gitops|promotion)
 	$(CARGO) run -q -p winky-e2e --bin winky-bench -- --runs $(or $(RUNS),10) $(if $(ONLY),--only $(ONLY))

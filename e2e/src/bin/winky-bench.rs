@@ -6,25 +6,33 @@
 //! - `gitops`: a push reaching the cluster through the webhook and through the
 //!   polling interval (the operator in-process against the real local control
 //!   plane and a real `git daemon`), and the operator's git2 fetch against the
-//!   git CLI on a repository with 10,000 commits.
+//!   git CLI on a repository with 10,000 commits;
+//! - `promotion`: how soon a promotion decision is written once its evidence
+//!   is there — an SLO gate's condition true in the real Prometheus, and an
+//!   `/approve` delivered through the webhook from the GitHub double (the
+//!   operator in-process against the real local control plane).
 //!
 //! ```text
 //! make bench                       # cargo run -p winky-e2e --bin winky-bench
 //! cargo run -p winky-e2e --bin winky-bench -- --runs 30
 //! cargo run -p winky-e2e --bin winky-bench -- --only gitops --runs 10
+//! cargo run -p winky-e2e --bin winky-bench -- --only promotion --runs 10
 //! ```
 //!
 //! Everything it starts (podman, etcd, kube-apiserver, kube-controller-manager,
-//! `git daemon`) runs on loopback under `target/e2e/bench-*` and is stopped and
-//! removed afterwards, also on Ctrl-C; only the generated repository stays,
-//! cached in `target/e2e/bench-git/`. When a gitops part fails, its directory
-//! (with every component's log) is kept and its path printed.
+//! `git daemon`, Prometheus) runs on loopback under `target/e2e/bench-*` and is
+//! stopped and removed afterwards, also on Ctrl-C; only the generated
+//! repository stays, cached in `target/e2e/bench-git/`. When a gitops or
+//! promotion part fails, its directory (with every component's log) is kept
+//! and its path printed.
 
 // A crate root's modules would live next to it, where Cargo looks for binaries.
 #[path = "winky-bench/emulator.rs"]
 mod emulator;
 #[path = "winky-bench/fetch.rs"]
 mod fetch;
+#[path = "winky-bench/promotion.rs"]
+mod promotion;
 #[path = "winky-bench/sync.rs"]
 mod sync;
 #[path = "winky-bench/table.rs"]
@@ -41,7 +49,7 @@ use winky_e2e::workspace_root;
 
 const USAGE: &str = "usage: winky-bench [--runs N] [--only PARTS] [--pushes N] [--polled N]
 
-PARTS is a comma-separated list of (default: emulator,gitops):
+PARTS is a comma-separated list of (default: emulator,gitops,promotion):
   emulator   against a podman engine it starts for the run:
              container start, one Function test case, each example's App
              health check and whole `winky emulate`, N runs each
@@ -53,6 +61,11 @@ PARTS is a comma-separated list of (default: emulator,gitops):
   fetch      the operator's git2 fetch against the git CLI on a generated
              repository of 10,000 commits (cached in target/e2e/bench-git/),
              shallow and full, and the head-unchanged listing, N runs each
+  promotion  against a local control plane, the operator in-process, the
+             real Prometheus and the GitHub double: an SLO gate's condition
+             true in Prometheus -> Promoted, and a signed `/approve`
+             delivery answered 202 -> approval counted / Promoted, N runs
+             each (an App each; the SLO runs take ~15-20 s apiece)
 
 and prints one table per part. --runs N (default 10) is the count of runs
 where a part repeats one measurement.";
@@ -63,6 +76,7 @@ struct Args {
     emulator: bool,
     sync: bool,
     fetch: bool,
+    promotion: bool,
     pushes: sync::Pushes,
 }
 
@@ -72,6 +86,7 @@ fn parse_args() -> Option<Args> {
         emulator: true,
         sync: true,
         fetch: true,
+        promotion: true,
         pushes: sync::Pushes {
             webhook: 20,
             polled: 5,
@@ -86,13 +101,14 @@ fn parse_args() -> Option<Args> {
             "--polled" => args.pushes.polled = count(words.next())?,
             "--only" => {
                 let parts = words.next()?;
-                (args.emulator, args.sync, args.fetch) = (false, false, false);
+                (args.emulator, args.sync, args.fetch, args.promotion) = (false, false, false, false);
                 for part in parts.split(',') {
                     match part.trim() {
                         "emulator" => args.emulator = true,
                         "gitops" => (args.sync, args.fetch) = (true, true),
                         "sync" => args.sync = true,
                         "fetch" => args.fetch = true,
+                        "promotion" => args.promotion = true,
                         _ => return None,
                     }
                 }
@@ -158,6 +174,15 @@ async fn bench(args: Args, cancelled: Arc<AtomicBool>) -> Result<()> {
             scratch.keep();
         }
         outcome?.print();
+    }
+    if args.promotion {
+        let mut scratch = Scratch::create("promotion")?;
+        // Each table is printed when its measurement ends.
+        let outcome = promotion::bench(scratch.path(), args.runs).await;
+        if outcome.is_err() {
+            scratch.keep();
+        }
+        outcome?;
     }
     Ok(())
 }
