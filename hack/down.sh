@@ -21,9 +21,9 @@ bash "$(dirname "$0")/podman.sh" stop "$dev/engine" >/dev/null || true
 # The components stop when winky-dev does; wait for them too. Their command
 # lines name the control plane's directory (`$dev/run-*`, made absolute with
 # symlinks resolved, as winky-dev does) — except etcd's: its data lives in
-# `$TMPDIR/winky-etcd-<stamp>-<pid of winky-dev>`, so match that as well.
+# `$TMPDIR/winky-etcd-<stamp>-<pid of winky-dev>-<n>`, so match that as well.
 dir=$(cd "$dev" && pwd -P)
-components="$dir/run-|/winky-etcd-[0-9]+-$pid( |\$)"
+components="$dir/run-|/winky-etcd-[0-9]+-$pid-[0-9]+( |\$)"
 for _ in $(seq 1 50); do
   pgrep -f -- "$components" >/dev/null 2>&1 || { echo "down: stopped"; exit 0; }
   sleep 0.2

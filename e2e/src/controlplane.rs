@@ -74,7 +74,11 @@ impl ControlPlane {
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
-        let etcd_data = std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}", std::process::id()));
+        // Two control planes of one test binary may start in the same
+        // millisecond: a counter keeps their etcd data apart.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let etcd_data = std::env::temp_dir().join(format!("winky-etcd-{stamp}-{}-{nth}", std::process::id()));
         components.push(Component::spawn(
             "etcd",
             etcd,

@@ -28,8 +28,8 @@ mod wait;
 pub mod webhook;
 
 pub use controlplane::{ControlPlane, TestNamespace, kubernetes_bin_dir};
-pub use objects::{apply_json, gone_or_going};
-pub use operator::{InProcessOperator, metric_value, operator_binary, workspace_binary};
+pub use objects::{apply_json, apply_policy, gone_or_going, promotions};
+pub use operator::{InProcessOperator, OperatorProcess, metric_value, operator_binary, workspace_binary};
 pub use process::Component;
 pub use wait::eventually;
 

@@ -37,3 +37,28 @@ where
     let object = api.get_opt(name).await.ok()?;
     Some(object.is_none_or(|o| o.meta().deletion_timestamp.is_some()))
 }
+
+/// Server-side applies the cluster-scoped PromotionPolicy `name` with `spec`
+/// as the field manager `e2e` (what it set before and `spec` leaves out goes).
+pub async fn apply_policy(client: &Client, name: &str, spec: serde_json::Value) {
+    Api::<winky_crds::PromotionPolicy>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": name},
+                "spec": spec,
+            })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying PromotionPolicy {name}: {e}"));
+}
+
+/// The Promotions of `namespace` (none when the apiserver could not be asked).
+pub async fn promotions(client: &Client, namespace: &str) -> Vec<winky_crds::Promotion> {
+    Api::<winky_crds::Promotion>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}

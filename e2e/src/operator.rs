@@ -127,3 +127,49 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     }
     bail!("the {name} binary is not built: run `cargo build --workspace --bins` (make test does)")
 }
+
+/// The `winky-operator` binary for one namespace, without leader election
+/// (one replica at a time), killed with SIGKILL when dropped: no graceful
+/// shutdown, as when a node dies. Its output is appended to `log`;
+/// `WINKY_FAULT_LOG` sets its `RUST_LOG` (default `warn,winky_operator=info`).
+#[derive(Debug)]
+pub struct OperatorProcess(std::process::Child);
+
+impl OperatorProcess {
+    /// Starts it against the control plane of `kubeconfig`.
+    pub fn start(kubeconfig: &std::path::Path, namespace: &str, log: &std::path::Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        let child = std::process::Command::new(operator_binary().unwrap_or_else(|e| panic!("{e}")))
+            .args([
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
+                "--namespace",
+                namespace,
+                "--leader-elect=false",
+                "--metrics-addr=127.0.0.1:0",
+                "--concurrency=4",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("WINKY_FAULT_LOG").unwrap_or_else(|_| "warn,winky_operator=info".into()),
+            )
+            .stdout(std::process::Stdio::from(
+                log.try_clone().expect("a log file handle"),
+            ))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting winky-operator: {e}"));
+        Self(child)
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -55,7 +55,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// etcd's command line does not name the dev directory (its data lives in
-/// `$TMPDIR/winky-etcd-<stamp>-<pid of winky-dev>`): `make down` must wait for
+/// `$TMPDIR/winky-etcd-<stamp>-<pid of winky-dev>-<n>`): `make down` must wait for
 /// it all the same, so that nothing is left behind when it returns.
 #[test]
 fn down_waits_for_etcd_to_exit() {
@@ -66,7 +66,7 @@ fn down_waits_for_etcd_to_exit() {
     let reaper = std::thread::spawn(move || winky_dev.wait());
     std::fs::write(dev.path().join("pid"), format!("{winky_dev_pid}\n")).unwrap();
     // etcd's stand-in: its command line as winky-dev starts it, taking 2 s to stop.
-    let data = std::env::temp_dir().join(format!("winky-etcd-1796014593061-{winky_dev_pid}"));
+    let data = std::env::temp_dir().join(format!("winky-etcd-1796014593061-{winky_dev_pid}-0"));
     let mut etcd = Command::new("sh")
         .args(["-c", "sleep 2; :", "etcd"])
         .arg(format!("--data-dir={}", data.display()))

@@ -304,17 +304,7 @@ impl Env {
     /// Replaces the stages (and approvers) of this test's policy.
     async fn set_policy(&self, spec: serde_json::Value) -> String {
         let policy = format!("{}-agents", self.ns.name());
-        Api::<PromotionPolicy>::all(self.client.clone())
-            .patch(
-                &policy,
-                &kube::api::PatchParams::apply("e2e").force(),
-                &kube::api::Patch::Apply(serde_json::json!({
-                    "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
-                    "spec": spec,
-                })),
-            )
-            .await
-            .unwrap();
+        winky_e2e::apply_policy(&self.client, &policy, spec).await;
         policy
     }
 

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use winky_crds::App;
 use winky_crds::promotion::{Phase, Promotion};
-use winky_crds::{App, PromotionPolicy};
-use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually};
+use winky_e2e::{ControlPlane, InProcessOperator, apply_json, apply_policy, eventually};
 use winky_promotion::pipeline::SNAPSHOT_HISTORY;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,20 +23,15 @@ async fn only_the_newest_snapshots_stay_and_never_one_a_stage_needs() {
     // preview promotes every revision at once; production waits for an
     // approval nobody gives (for the newest revision promoted into preview).
     let policy = format!("{ns}-history");
-    Api::<PromotionPolicy>::all(client.clone())
-        .patch(
-            &policy,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
-                "spec": {"stages": [
-                    {"name": "preview", "autoPromote": true},
-                    {"name": "production", "gates": {"approvals": {"count": 1}}},
-                ]},
-            })),
-        )
-        .await
-        .unwrap();
+    apply_policy(
+        &client,
+        &policy,
+        serde_json::json!({"stages": [
+            {"name": "preview", "autoPromote": true},
+            {"name": "production", "gates": {"approvals": {"count": 1}}},
+        ]}),
+    )
+    .await;
     let _operator = InProcessOperator::start(client.clone(), &ns, "history-operator");
     let promotions: Api<Promotion> = Api::namespaced(client.clone(), &ns);
     let snapshots: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);

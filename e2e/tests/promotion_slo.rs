@@ -5,21 +5,17 @@
 
 use std::time::Duration;
 
-use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
+use winky_crds::App;
 use winky_crds::promotion::{GateState, Phase, Promotion};
-use winky_crds::{App, PromotionPolicy};
 use winky_e2e::prometheus::{LoadSpec, MetricsWorkload, Prometheus, drive_load};
-use winky_e2e::{ControlPlane, InProcessOperator, apply_json, eventually};
+use winky_e2e::{ControlPlane, InProcessOperator, apply_json, apply_policy, eventually, promotions};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn promotion(client: &Client, ns: &str, stage: &str, revision: &str) -> Option<Promotion> {
-    Api::<Promotion>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
+    promotions(client, ns)
         .await
-        .ok()?
-        .items
         .into_iter()
         .find(|p| p.spec.stage == stage && p.spec.revision.id == revision)
 }
@@ -70,24 +66,19 @@ async fn production_waits_for_the_slos_of_preview_then_promotes_or_rejects() {
         .await
         .unwrap();
     let policy = format!("{ns}-slo");
-    Api::<PromotionPolicy>::all(client.clone())
-        .patch(
-            &policy,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
-                "spec": {
-                    "prometheus": {"url": prometheus.url()},
-                    "stages": [
-                        {"name": "preview", "namespace": "{app.namespace}-preview", "autoPromote": true},
-                        {"name": "production", "autoPromote": true, "gates": {"slo": {
-                            "observe": "preview", "window": "1m", "availability": "99.5", "errorRate": "0.5"}}},
-                    ],
-                },
-            })),
-        )
-        .await
-        .unwrap();
+    apply_policy(
+        &client,
+        &policy,
+        serde_json::json!({
+            "prometheus": {"url": prometheus.url()},
+            "stages": [
+                {"name": "preview", "namespace": "{app.namespace}-preview", "autoPromote": true},
+                {"name": "production", "autoPromote": true, "gates": {"slo": {
+                    "observe": "preview", "window": "1m", "availability": "99.5", "errorRate": "0.5"}}},
+            ],
+        }),
+    )
+    .await;
     let _operator = InProcessOperator::start(client.clone(), &ns, "slo-operator");
     let app = |image: &str| {
         serde_json::json!({
@@ -180,23 +171,18 @@ async fn a_breach_after_promotion_rolls_the_stage_back_and_sticks() {
         .await
         .unwrap();
     let policy = format!("{ns}-watch");
-    Api::<PromotionPolicy>::all(client.clone())
-        .patch(
-            &policy,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "winky.dev/v1alpha1", "kind": "PromotionPolicy", "metadata": {"name": policy},
-                "spec": {
-                    "prometheus": {"url": prometheus.url()},
-                    "stages": [
-                        {"name": "production", "autoPromote": true,
-                         "rollback": {"onSLOBreach": true, "watch": "10m"}},
-                    ],
-                },
-            })),
-        )
-        .await
-        .unwrap();
+    apply_policy(
+        &client,
+        &policy,
+        serde_json::json!({
+            "prometheus": {"url": prometheus.url()},
+            "stages": [
+                {"name": "production", "autoPromote": true,
+                 "rollback": {"onSLOBreach": true, "watch": "10m"}},
+            ],
+        }),
+    )
+    .await;
     let _operator = InProcessOperator::start(client.clone(), &ns, "rollback-operator");
     let app = |image: &str| {
         serde_json::json!({

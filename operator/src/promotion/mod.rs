@@ -22,14 +22,14 @@ pub mod prometheus;
 mod report;
 pub mod wiring;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PostParams};
+use kube::api::{ListParams, Patch, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -53,14 +53,18 @@ use crate::metrics::ReconcileResult;
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "promotion";
 /// How often a Promotion waiting for approvals looks at GitHub again when no
-/// webhook says something changed.
+/// webhook says something changed; also the most often an App's pull
+/// requests are read when none did.
 pub const APPROVALS_POLL: Duration = Duration::from_secs(30);
 
 /// When a decision made from a stale cache is made again.
 const STALE_RETRY: Duration = Duration::from_millis(500);
 
-/// How often a Promotion with an SLO gate reads Prometheus again while it waits.
-pub const SLO_POLL: Duration = Duration::from_secs(15);
+/// How often a Promotion with an SLO gate (and a stage watched after a
+/// promotion) reads Prometheus again while it waits: a condition that
+/// holds is acted on within this (and a scrape), against Flagger's and
+/// Kargo's 30–60 s. Each read is four instant queries per waiting gate.
+pub const SLO_POLL: Duration = Duration::from_secs(4);
 
 /// Shared state of the Promotion controller.
 pub struct PromotionContext {
@@ -77,6 +81,13 @@ pub struct PromotionContext {
     /// Revisions already kept as ControllerRevisions, by App uid: one apply
     /// per revision, not per reconcile (after a restart, one no-op apply).
     pub snapshots: Mutex<HashSet<(String, String)>>,
+    /// Apps a webhook delivery said GitHub has news for.
+    pub nudged: Arc<Mutex<HashSet<ObjectRef<App>>>>,
+    /// When each App's pull requests were last read from GitHub.
+    pub github_read: Mutex<HashMap<ObjectRef<App>, Instant>>,
+    /// Apps whose last decision was made from a stale cache: the next one
+    /// reads their Promotions from the apiserver.
+    pub stale: Mutex<HashSet<ObjectRef<App>>>,
 }
 
 impl ControllerContext for PromotionContext {
@@ -124,18 +135,55 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
     let kept = keep_snapshot(app, &namespace, &revision, ctx).await?;
 
     let name = app.name_any();
-    let promotions: Vec<Promotion> = ctx
-        .promotions
-        .state()
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.app == name)
-        .map(|p| p.as_ref().clone())
-        .collect();
+    let key = ObjectRef::from_obj(app);
+    // After a write refused as stale, the Promotions are read from the
+    // apiserver, not the cache: a cache whose watch is slow to come back (as
+    // after a kube-apiserver restart) must not hold the pipeline up.
+    let fresh = ctx.stale.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    let promotions: Vec<Promotion> = if fresh {
+        let api: Api<Promotion> = Api::namespaced(ctx.core.client.clone(), &namespace);
+        api.list(&ListParams::default().labels(&format!("{APP_LABEL}={name}")))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Promotion".into(),
+                name: format!("the Promotions of {name}"),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter(|p| p.spec.app == name)
+            .collect()
+    } else {
+        ctx.promotions
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.app == name)
+            .map(|p| p.as_ref().clone())
+            .collect()
+    };
     if kept {
         prune_snapshots(app, &namespace, &promotions, ctx).await?;
     }
     let now = Timestamp::now();
-    let found = gather::github(app, &policy, &promotions, ctx).await;
+    // GitHub is read when a delivery says it has news, and otherwise at most
+    // every APPROVALS_POLL: the reconciles a status write or an SLO poll
+    // brings must not spend the token's rate limit (5,000 requests an hour).
+    let nudged = ctx.nudged.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    let due = ctx
+        .github_read
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .is_none_or(|read| read.elapsed() >= APPROVALS_POLL);
+    let found = if nudged || due {
+        ctx.github_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), Instant::now());
+        gather::github(app, &policy, &promotions, ctx).await
+    } else {
+        gather::Found::default()
+    };
     if let Some(problem) = &found.problem {
         // Not only a log line: whoever waits for an approval sees why it is not read.
         warn_app(
@@ -176,8 +224,16 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
     };
     let github = found.github.as_ref().or(connected.as_ref());
     if !write(app, &namespace, &promotions, &decision, github, ctx).await? {
-        // Nothing is reported of a decision not all on record; the watch
-        // brings the newer Promotion, and this is looked at again.
+        // Nothing is reported of a decision not all on record: it is made
+        // again at once, from the Promotions as the apiserver has them, and
+        // with GitHub read again (the commands read now are not on record).
+        ctx.stale
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        if found.github.is_some() {
+            ctx.nudged.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        }
         return Ok((ReconcileResult::Success, Action::requeue(STALE_RETRY)));
     }
     report::replies(app, &found.replies, &decision.replies, github, ctx).await;

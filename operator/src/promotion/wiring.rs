@@ -7,6 +7,7 @@
 //!   PromotionPolicy (shared cache) — read
 //! ```
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -39,9 +40,19 @@ pub fn controller(
     let apps = applied_objects(watches.apps.subscribe());
     let promotion_changes = applied_objects(watches.promotions.subscribe());
     // Nudges from the pull-request handler: a comment or a review came.
+    let nudged: Arc<Mutex<HashSet<ObjectRef<App>>>> = Arc::default();
     let nudges = match watches.nudges.1.take() {
         Some(rx) => {
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).boxed()
+            let nudged = nudged.clone();
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+                .inspect(move |app| {
+                    // GitHub has news for this App: its next look reads GitHub.
+                    nudged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(app.clone());
+                })
+                .boxed()
         }
         None => futures::stream::empty().boxed(),
     };
@@ -65,6 +76,9 @@ pub fn controller(
         kept: caches.snapshots.store.clone(),
         policies: caches.policies.store.clone(),
         snapshots: Mutex::default(),
+        nudged,
+        github_read: Mutex::default(),
+        stale: Mutex::default(),
     });
     let metrics = metrics.clone();
     async move {
