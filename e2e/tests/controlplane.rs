@@ -38,7 +38,21 @@ fn serves_every_winky_kind_in_the_winky_category() {
 #[test]
 fn kubectl_explain_teaches_the_fields() {
     let cp = ControlPlane::shared();
-    let out = cp.kubectl(&["explain", "app.spec.replicas"]).unwrap();
+    // The apiserver publishes a new CRD's OpenAPI a moment after the CRD is
+    // established: kubectl explain may not know the kind at first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        match cp.kubectl(&["explain", "app.spec.replicas"]) {
+            Ok(out) => break out,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && format!("{e:#}").contains("couldn't find resource") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
     assert!(out.contains("PodDisruptionBudget"), "{out}");
     let out = cp
         .kubectl(&["explain", "promotionpolicy.spec.agents.branchPattern"])
