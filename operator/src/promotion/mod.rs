@@ -261,7 +261,7 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
 }
 
 /// Keeps `revision` of `app` as a ControllerRevision the App owns, once;
-/// `true` the first time this operator keeps it.
+/// `true` when it was not kept before.
 async fn keep_snapshot(
     app: &App,
     namespace: &str,
@@ -278,6 +278,8 @@ async fn keep_snapshot(
         return Ok(false);
     }
     let name = snapshot_name(&app.name_any(), &revision.id);
+    // Kept already (this operator restarted): nothing new to prune for.
+    let existed = ctx.kept.get(&ObjectRef::new(&name).within(namespace)).is_some();
     let snapshot = RevisionSnapshot {
         revision: revision.clone(),
         app: app.spec.clone(),
@@ -327,12 +329,13 @@ async fn keep_snapshot(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key);
-    Ok(true)
+    Ok(!existed)
 }
 
 /// Deletes the snapshots of `app` it no longer needs
 /// (`winky_promotion::pipeline::snapshots_to_prune`): a bounded history.
-/// Looked at when a new revision was kept, so once per revision.
+/// Looked at when a revision was kept for the first time, so once per
+/// revision (not again for every App after a restart).
 async fn prune_snapshots(
     app: &App,
     namespace: &str,
@@ -340,11 +343,23 @@ async fn prune_snapshots(
     ctx: &PromotionContext,
 ) -> Result<()> {
     let api: Api<ControllerRevision> = Api::namespaced(ctx.core.client.clone(), namespace);
-    let mut kept: Vec<Arc<ControllerRevision>> = ctx
-        .kept
-        .state()
+    // Read from the apiserver, not the cache: the snapshots kept a moment
+    // ago must be counted, or the history stays one too long.
+    let selector = format!(
+        "{APP_LABEL}={},{MANAGED_BY_LABEL}={}",
+        app.name_any(),
+        crate::MANAGED_BY
+    );
+    let mut kept: Vec<ControllerRevision> = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "ControllerRevision".into(),
+            name: format!("the snapshots of {}", app.name_any()),
+            source,
+        })?
+        .items
         .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace))
         // Owned by this App (a namesake App deleted and created again owns
         // none of its predecessor's).
         .filter(|s| {
