@@ -286,8 +286,6 @@ pub struct RolledBack {
     pub stage: String,
     /// The Promotion rolled back.
     pub from: String,
-    /// The Promotion running again.
-    pub to: String,
     /// The revision rolled back.
     pub from_revision: String,
     /// The revision running again.
@@ -1238,7 +1236,6 @@ fn roll_back(
         from_revision: from,
         to_revision: to,
         from: book.items[current].0.metadata.name.clone().unwrap_or_default(),
-        to: book.items[previous].0.metadata.name.clone().unwrap_or_default(),
         by: by.to_string(),
         why: why.to_string(),
     })
