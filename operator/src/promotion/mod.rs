@@ -34,7 +34,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 use winky_crds::keys::{APP_LABEL, MANAGED_BY_LABEL};
 use winky_crds::promotion::{Promotion, PromotionStatus, RevisionSnapshot, snapshot_name};
 use winky_crds::{App, PromotionPolicy};
@@ -72,6 +72,8 @@ pub struct PromotionContext {
     pub core: Core,
     /// Every Promotion in scope.
     pub promotions: Store<Promotion>,
+    /// Promotions by App.
+    pub promotions_by_app: crate::index::ByApp<Promotion>,
     /// Every PromotionPolicy.
     pub policies: Store<PromotionPolicy>,
     /// Every revision snapshot (ControllerRevision) the operator manages.
@@ -154,10 +156,12 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
             .filter(|p| p.spec.app == name)
             .collect()
     } else {
-        ctx.promotions
-            .state()
+        // The App's own, from the index: not a scan of every Promotion.
+        ctx.promotions_by_app
+            .get(&crate::index::AppKey::new(namespace.as_str(), name.as_str()))
             .iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.app == name)
+            .filter_map(|r| ctx.promotions.get(r))
+            .filter(|p| p.spec.app == name)
             .map(|p| p.as_ref().clone())
             .collect()
     };
@@ -215,10 +219,16 @@ async fn pipeline_of(app: &App, ctx: &PromotionContext) -> Result<(ReconcileResu
     // request had to be read (a revision's first Promotions).
     let connected = match &found.github {
         None if !decision.create.is_empty() || !decision.statuses.is_empty() => {
-            gather::connect(app, ctx).await.unwrap_or_else(|problem| {
-                warn!(app = %name, %problem, "GitHub cannot be reached for the commit statuses");
-                None
-            })
+            match gather::connect(app, ctx).await {
+                Ok(github) => github,
+                Err(problem) => {
+                    // Where people look: the phases are written, their
+                    // commit statuses are not.
+                    let note = format!("the commit statuses winky/<stage> cannot be set: {problem}");
+                    warn_app(app, "StatusFailed", &note, ctx).await;
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -278,8 +288,15 @@ async fn keep_snapshot(
         return Ok(false);
     }
     let name = snapshot_name(&app.name_any(), &revision.id);
-    // Kept already (this operator restarted): nothing new to prune for.
-    let existed = ctx.kept.get(&ObjectRef::new(&name).within(namespace)).is_some();
+    // Kept already (this operator restarted): a snapshot never changes, so
+    // there is nothing to apply, and nothing new to prune for.
+    if ctx.kept.get(&ObjectRef::new(&name).within(namespace)).is_some() {
+        ctx.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        return Ok(false);
+    }
     let snapshot = RevisionSnapshot {
         revision: revision.clone(),
         app: app.spec.clone(),
@@ -329,7 +346,7 @@ async fn keep_snapshot(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key);
-    Ok(!existed)
+    Ok(true)
 }
 
 /// Deletes the snapshots of `app` it no longer needs

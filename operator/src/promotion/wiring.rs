@@ -73,6 +73,7 @@ pub fn controller(
             caches.snapshots.listed.part(),
         ]),
         promotions: caches.promotions.store.clone(),
+        promotions_by_app: caches.promotions_by_app.clone(),
         kept: caches.snapshots.store.clone(),
         policies: caches.policies.store.clone(),
         snapshots: Mutex::default(),
