@@ -20,6 +20,14 @@ async fn promotion(client: &Client, ns: &str, stage: &str, revision: &str) -> Op
         .find(|p| p.spec.stage == stage && p.spec.revision.id == revision)
 }
 
+/// The App `notes` running `image` under `policy`.
+fn notes(policy: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
+        "spec": {"image": image, "port": 8080, "policy": policy},
+    })
+}
+
 async fn revision_of(client: &Client, ns: &str) -> String {
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
     eventually("the App's revision", WAIT, || async {
@@ -80,13 +88,7 @@ async fn production_waits_for_the_slos_of_preview_then_promotes_or_rejects() {
     )
     .await;
     let _operator = InProcessOperator::start(client.clone(), &ns, "slo-operator");
-    let app = |image: &str| {
-        serde_json::json!({
-            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
-            "spec": {"image": image, "port": 8080, "policy": policy},
-        })
-    };
-    let _: App = apply_json(&client, &ns, app("notes:1")).await;
+    let _: App = apply_json(&client, &ns, notes(&policy, "notes:1")).await;
     let r1 = revision_of(&client, &ns).await;
     phase_is(&client, &ns, "preview", &r1, Phase::Promoted).await;
 
@@ -140,7 +142,7 @@ async fn production_waits_for_the_slos_of_preview_then_promotes_or_rejects() {
         (prometheus.query(&errors).await.value().unwrap_or(0.0) >= 20.0).then_some(())
     })
     .await;
-    let _: App = apply_json(&client, &ns, app("notes:2")).await;
+    let _: App = apply_json(&client, &ns, notes(&policy, "notes:2")).await;
     let r2 = eventually("a new revision", WAIT, || async {
         let r = revision_of(&client, &ns).await;
         (r != r1).then_some(r)
@@ -184,16 +186,10 @@ async fn a_breach_after_promotion_rolls_the_stage_back_and_sticks() {
     )
     .await;
     let _operator = InProcessOperator::start(client.clone(), &ns, "rollback-operator");
-    let app = |image: &str| {
-        serde_json::json!({
-            "apiVersion": "winky.dev/v1alpha1", "kind": "App", "metadata": {"name": "notes"},
-            "spec": {"image": image, "port": 8080, "policy": policy},
-        })
-    };
-    let _: App = apply_json(&client, &ns, app("notes:1")).await;
+    let _: App = apply_json(&client, &ns, notes(&policy, "notes:1")).await;
     let r1 = revision_of(&client, &ns).await;
     phase_is(&client, &ns, "production", &r1, Phase::Promoted).await;
-    let _: App = apply_json(&client, &ns, app("notes:2")).await;
+    let _: App = apply_json(&client, &ns, notes(&policy, "notes:2")).await;
     let r2 = eventually("a new revision", WAIT, || async {
         let r = revision_of(&client, &ns).await;
         (r != r1).then_some(r)
